@@ -1,0 +1,49 @@
+"""xterrafm: TerraFM embeddings, pretraining and evaluation for xarray and Dask.
+
+Importing the package registers the ``.terrafm`` accessor on xarray objects.
+Heavy submodules (torch models, readers) are imported on first use of their names.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from xterrafm import bands
+from xterrafm._version import __version__
+
+# name -> (module, attribute) resolved lazily, so that `import xterrafm` stays light.
+_LAZY = {
+    "TerraFM": ("xterrafm.models", "TerraFM"),
+    "load_model": ("xterrafm.weights", "load_model"),
+    "convert_weights": ("xterrafm.weights", "convert_weights"),
+    "normalize": ("xterrafm.normalization", "normalize"),
+    "compute_stats": ("xterrafm.normalization", "compute_stats"),
+}
+_SUBMODULES = {"models", "weights", "normalization", "io", "datasets", "tilestats", "eval", "data",
+               "pretrain", "embedding", "accessor", "cli"}
+
+__all__ = ["__version__", "bands", *_LAZY, *sorted(_SUBMODULES)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        mod, attr = _LAZY[name]
+        value = getattr(importlib.import_module(mod), attr)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"xterrafm.{name}")
+    raise AttributeError(f"module 'xterrafm' has no attribute {name!r}")
+
+
+def _register_accessors() -> None:
+    # The accessor module only imports xarray; it pulls torch when .embed() is called.
+    try:
+        importlib.import_module("xterrafm.accessor")
+    except ModuleNotFoundError as err:  # pragma: no cover - during bootstrap only
+        if err.name != "xterrafm.accessor":
+            raise
+
+
+_register_accessors()
