@@ -18,3 +18,13 @@ REFERENCE_TSV = TESTS_DIR / "data" / "terrafm_state_dict.tsv"
 def reference_tsv() -> Path:
     """The published state_dict layout (names and shapes), copied from shared/reference."""
     return REFERENCE_TSV
+
+
+@pytest.fixture(scope="session")
+def synthetic_scene(tmp_path_factory):
+    """The default synthetic scene (seed 0, 448 x 448 px, 2 dates, S2 L2A/L1C + S1), written once
+    per session; see :class:`xterrafm.datasets.SyntheticScene`. Treat it as read-only."""
+    from xterrafm.datasets import make_synthetic_scene
+
+    root = tmp_path_factory.mktemp("synthetic_scene")
+    return make_synthetic_scene(root, seed=0, width=448, height=448, n_dates=2)

@@ -1,0 +1,190 @@
+"""Benchmark: end-to-end embedding (COGs → LocalCluster → Zarr) versus the bare model.
+
+Prints
+
+1. ``ratio``: wall time to embed a synthetic 12-band Sentinel-2 L2A scene of at least 100
+   windows of 224 px from its COGs (through ``xterrafm.io.load_stac``) to a Zarr store on a
+   LocalCluster of processes, divided by the time of the bare model on the same windows already
+   in memory (normalised), with the same batch size and the same total number of threads.
+   Target on CPU: <= 1.15.
+2. ``memory``: peak resident memory per worker (max over workers, ``ru_maxrss``) when embedding
+   the scene at 1x and at 4x its area, on fresh clusters; the 4x / 1x growth must be <= 1.2
+   (streaming: memory does not follow the scene size).
+
+Usage::
+
+    python benchmarks/bench_embed.py [--model terrafm-b] [--side 2240] [--workers 2]
+                                     [--memory-model terrafm-tiny] [--skip-memory]
+
+Weights are the seeded random initialisation written to a safetensors file first (as a user
+would pass a weights file); the timing does not depend on the values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _machine() -> str:
+    import os
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def _weights(model: str, root: Path) -> str:
+    from xterrafm.weights import convert_weights, load_model
+
+    path = root / f"{model}.safetensors"
+    if not path.exists():
+        convert_weights(load_model(model).state_dict(), path)
+    return str(path)
+
+
+def _scene(root: Path, side: int):
+    from xterrafm.datasets import make_synthetic_scene
+
+    return make_synthetic_scene(root / f"scene-{side}", seed=0, width=side, height=side,
+                                n_dates=1, modalities=("s2_l2a",), nodata_date=None,
+                                cloud_fraction=0.0, overwrite=True)
+
+
+def _warm_imports() -> None:
+    """Import the heavy libraries in a worker (part of starting a cluster, not of a job)."""
+    import rasterio  # noqa: F401
+    import torch  # noqa: F401
+    import zarr  # noqa: F401
+
+    import xterrafm.embedding.blocks  # noqa: F401
+    import xterrafm.normalization  # noqa: F401
+    import xterrafm.weights  # noqa: F401
+
+
+def _cluster(workers: int):
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           dashboard_address=":0")
+    client = Client(cluster)
+    client.run(_warm_imports)
+    return cluster, client
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_end_to_end(scene, weights: str, model: str, workers: int, batch: int, tile: int,
+                   out: Path) -> dict:
+    """Embed the scene to Zarr on a fresh LocalCluster; wall time and worker peak memory."""
+    from xterrafm.embedding import embed_to_zarr
+    from xterrafm.io import load_stac
+
+    cluster, client = _cluster(workers)
+    try:
+        cube = load_stac(scene.item_collections["s2_l2a"], modality="s2_l2a")
+        t0 = time.perf_counter()
+        summary = embed_to_zarr(cube, out, client=client, model=model, weights=weights,
+                                tile=tile, batch_size=batch, overwrite=True, progress=False)
+        seconds = time.perf_counter() - t0
+        rss = client.run(_peak_rss_mib)
+    finally:
+        client.close()
+        cluster.close()
+    return {"seconds": seconds, "windows": summary.cells_embedded + summary.cells_empty,
+            "blocks": summary.blocks_total, "peak_rss_mib": max(rss.values())}
+
+
+def run_bare_model(scene, weights: str, model: str, threads: int, batch: int,
+                   tile: int) -> dict:
+    """The same windows, normalised in memory, through the model alone."""
+    import torch
+
+    import xterrafm
+    from xterrafm.io import load_stac
+
+    cube = load_stac(scene.item_collections["s2_l2a"], modality="s2_l2a")
+    pixels = xterrafm.normalize(cube.values, "s2_l2a")  # (T, C, H, W)
+    pixels = np.where(np.isfinite(pixels), pixels, 0).astype(np.float32)
+    t_len, c, h, w = pixels.shape
+    windows = [pixels[t, :, y:y + tile, x:x + tile] for t in range(t_len)
+               for y in range(0, h - tile + 1, tile) for x in range(0, w - tile + 1, tile)]
+    net = xterrafm.load_model(model, weights)
+    torch.set_num_threads(threads)
+    with torch.inference_mode():
+        net(torch.from_numpy(np.stack(windows[:batch])), modality="s2_l2a")  # warm-up
+        t0 = time.perf_counter()
+        for i in range(0, len(windows), batch):
+            net(torch.from_numpy(np.stack(windows[i:i + batch])), modality="s2_l2a")
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "windows": len(windows)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="terrafm-b")
+    p.add_argument("--side", type=int, default=2240, help="scene side in px (2240: 100 windows)")
+    p.add_argument("--tile", type=int, default=224)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--workers", type=int, default=2, help="LocalCluster workers (1 thread each)")
+    p.add_argument("--memory-model", default=None,
+                   help="model of the memory runs (default: --model)")
+    p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--skip-ratio", action="store_true")
+    p.add_argument("--workdir", default=None)
+    a = p.parse_args(argv)
+
+    root = Path(a.workdir or tempfile.mkdtemp(prefix="bench_embed-"))
+    root.mkdir(parents=True, exist_ok=True)
+    result: dict = {"machine": _machine(), "model": a.model, "side": a.side, "tile": a.tile,
+                    "batch": a.batch, "workers": a.workers}
+    try:
+        scene = _scene(root, a.side)
+        if not a.skip_ratio:
+            weights = _weights(a.model, root)
+            e2e = run_end_to_end(scene, weights, a.model, a.workers, a.batch, a.tile,
+                                 root / "e2e.zarr")
+            bare = run_bare_model(scene, weights, a.model, a.workers, a.batch, a.tile)
+            result.update(end_to_end_s=round(e2e["seconds"], 2), bare_model_s=round(bare["seconds"], 2),
+                          windows=e2e["windows"], ratio=round(e2e["seconds"] / bare["seconds"], 3))
+            print(json.dumps(result), flush=True)
+        if not a.skip_memory:
+            mem_model = a.memory_model or a.model
+            weights = _weights(mem_model, root)
+            one = run_end_to_end(scene, weights, mem_model, a.workers, a.batch, a.tile,
+                                 root / "mem1.zarr")
+            big = _scene(root, 2 * a.side)
+            four = run_end_to_end(big, weights, mem_model, a.workers, a.batch, a.tile,
+                                  root / "mem4.zarr")
+            result.update(memory_model=mem_model, peak_rss_1x_mib=round(one["peak_rss_mib"], 1),
+                          peak_rss_4x_mib=round(four["peak_rss_mib"], 1),
+                          windows_4x=four["windows"],
+                          memory_growth=round(four["peak_rss_mib"] / one["peak_rss_mib"], 3))
+        print(json.dumps(result, indent=2))
+    finally:
+        if a.workdir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()

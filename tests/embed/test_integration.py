@@ -1,0 +1,52 @@
+"""The accessor on real reader output (COGs via STAC), progress bars, and the demo job."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+from PIL import Image
+
+from xterrafm.embedding import embed_to_zarr
+from xterrafm.embedding.demo import pca_rgb, run_demo
+
+
+def test_embed_reader_cube(synthetic_scene, tiny_weights):
+    from xterrafm.io import load_stac
+
+    cube = load_stac(synthetic_scene.item_collections["s2_l2a"], modality="s2_l2a",
+                     chunks={"time": 1, "y": 224, "x": 224})
+    emb = cube.terrafm.embed(model="terrafm-tiny", weights=tiny_weights, tile=224, stride=112)
+    assert emb.attrs["modality"] == "s2_l2a" and len(emb.attrs["bands"]) == 12
+    assert emb.shape[-2:] == (3, 3) and emb.rio.crs == cube.rio.crs
+    values = emb.compute(scheduler="threads").values
+    assert np.isfinite(values).all(axis=1).sum() >= 2 * 9 - 3  # the orbit-edge wedge may mask
+
+
+def test_progress_bar_is_shown_and_silenceable(make_cube, tiny_weights, tmp_path, capsys):
+    cube = make_cube(128, 128, n_dates=1)
+    kw = dict(model="terrafm-tiny", weights=tiny_weights, tile=64, block_cells=1)
+    embed_to_zarr(cube, tmp_path / "a.zarr", progress=True, **kw)
+    err = capsys.readouterr().err
+    assert "embedding blocks" in err and "4/4" in err
+    embed_to_zarr(cube, tmp_path / "b.zarr", progress=False, **kw)
+    assert "embedding blocks" not in capsys.readouterr().err
+
+
+def test_pca_rgb_colours_separate_groups():
+    emb = np.zeros((8, 4, 6), dtype=np.float32)
+    emb[:, :, 3:] = np.arange(8)[:, None, None]  # two groups of cells
+    emb[0, 0, 0] = np.nan
+    img = pca_rgb(emb + np.random.default_rng(0).normal(0, 1e-3, emb.shape), upscale=2)
+    assert img.shape == (8, 12, 3) and img.dtype == np.uint8
+    assert (img[0, 0] == 0).all()  # NaN cell is black
+    assert np.abs(img[2, 2].astype(int) - img[2, 10].astype(int)).sum() > 100
+
+
+def test_demo_job(tmp_path, tiny_weights):
+    res = run_demo(tmp_path / "demo", model="terrafm-tiny", weights=tiny_weights, width=96,
+                   height=96, n_dates=1, tile=64, n_workers=1, progress=False)
+    assert res.summary["blocks_written"] == res.summary["blocks_total"] > 0
+    back = xr.open_zarr(res.store, decode_coords="all")["embeddings"]
+    assert back.shape == (1, 32, 6, 6) and back.rio.crs is not None
+    img = np.asarray(Image.open(res.preview))
+    assert img.ndim == 3 and img.shape[2] == 3 and img.std() > 0

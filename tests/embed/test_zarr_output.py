@@ -1,0 +1,158 @@
+"""Resumable Zarr output: template + regions, completion markers, kill/resume, fingerprints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+import xterrafm
+from xterrafm.embedding import FingerprintMismatchError, embed_to_zarr, runtime
+
+KW = dict(model="terrafm-tiny", tile=64, block_cells=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def cube_store(tmp_path_factory, make_cube) -> Path:
+    """A 2-date 192 x 170 px S1 cube saved as Zarr (so a subprocess can open the same cube)."""
+    path = tmp_path_factory.mktemp("cube") / "cube.zarr"
+    cube = make_cube(192, 170, chunks=64, nan_box=(150, 192, 0, 60))
+    cube.compute().to_dataset(name="cube").to_zarr(path, zarr_format=3, consolidated=False)
+    return path
+
+
+def open_cube(path: Path) -> xr.DataArray:
+    return xr.open_zarr(path, decode_coords="all", consolidated=False)["cube"]
+
+
+def test_store_round_trip_keeps_values_crs_and_attrs(cube_store, tmp_path, tiny_weights):
+    cube = open_cube(cube_store)
+    store = tmp_path / "emb.zarr"
+    summary = cube.terrafm.embed_to_zarr(store, weights=tiny_weights, **KW)
+    emb = cube.terrafm.embed(model="terrafm-tiny", weights=tiny_weights, tile=64).compute()
+    assert summary.complete and summary.blocks_total == 2 * 3 * 3
+    assert summary.blocks_written == 18 and summary.blocks_skipped == 0
+    assert summary.cells_embedded + summary.cells_empty == emb.isel(embedding=0).size
+    assert summary.cells_empty == int(np.isnan(emb.isel(embedding=0)).sum()) > 0
+    assert zarr.open_group(store, mode="r").metadata.zarr_format == 3
+    back = xr.open_zarr(store, decode_coords="all")["embeddings"]
+    assert back.rio.crs == cube.rio.crs
+    np.testing.assert_array_equal(back.values, emb.values)
+    np.testing.assert_array_equal(back.x.values, emb.x.values)
+    for key in ("model", "weights_sha256", "modality", "bands", "normalization", "tile", "stride",
+                "level", "xterrafm_version"):
+        assert back.attrs[key] == emb.attrs[key], key
+
+
+def test_dataset_accessor_and_patch_level(cube_store, tmp_path, tiny_weights):
+    ds = open_cube(cube_store).to_dataset("band")
+    ds.attrs["modality"] = "s1"
+    store = tmp_path / "patch.zarr"
+    summary = ds.terrafm.embed_to_zarr(store, weights=tiny_weights, level="patch", **KW)
+    assert summary.complete
+    back = xr.open_zarr(store, decode_coords="all")["embeddings"]
+    ref = ds.terrafm.embed(model="terrafm-tiny", weights=tiny_weights, tile=64, level="patch")
+    np.testing.assert_array_equal(back.values, ref.values)
+    assert back.shape[-2:] == (12, 11)
+
+
+def test_refuses_a_store_with_other_settings(cube_store, tmp_path, tiny_weights):
+    cube = open_cube(cube_store)
+    store = tmp_path / "emb.zarr"
+    embed_to_zarr(cube, store, weights=tiny_weights, wave_size=5, **KW)
+    markers = sorted(os.listdir(store / ".xterrafm" / "blocks"))
+    for change, field in [(dict(stride=32), "stride"), (dict(normalize=None), "normalization"),
+                          (dict(weights=None), "weights_sha256"), (dict(level="patch"), "level"),
+                          (dict(min_valid=0.9), "min_valid")]:
+        kw = {**KW, "weights": tiny_weights, **change}
+        with pytest.raises(FingerprintMismatchError, match=f"{field}: store has"):
+            embed_to_zarr(cube, store, **kw)
+    with pytest.raises(FingerprintMismatchError, match="grid differs"):
+        embed_to_zarr(cube.isel(x=slice(0, 100)), store, weights=tiny_weights, **KW)
+    assert sorted(os.listdir(store / ".xterrafm" / "blocks")) == markers  # nothing lost
+    other = tmp_path / "not-ours"
+    other.mkdir()
+    (other / "data.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not an xterrafm embedding store"):
+        embed_to_zarr(cube, other, weights=tiny_weights, **KW)
+    assert (other / "data.txt").read_text() == "keep me"
+    again = embed_to_zarr(cube, store, weights=tiny_weights, overwrite=True, tile=64,
+                          model="terrafm-tiny", stride=32, progress=False)
+    assert again.blocks_skipped == 0 and again.complete
+
+
+def test_waves_and_hook(cube_store, tmp_path, tiny_weights):
+    seen = []
+    summary = embed_to_zarr(open_cube(cube_store), tmp_path / "w.zarr", weights=tiny_weights,
+                            wave_size=4, on_wave=lambda s: seen.append(s.blocks_written), **KW)
+    assert summary.waves == 5 and seen == [4, 8, 12, 16, 18]
+
+
+_RUNNER = textwrap.dedent("""
+    import sys, time
+    import dask, torch, xarray as xr
+    import xterrafm
+    from xterrafm.embedding import embed_to_zarr
+    torch.set_num_threads(1)
+    cube = xr.open_zarr(sys.argv[1], decode_coords="all", consolidated=False)["cube"]
+    dask.config.set(scheduler="synchronous")
+    embed_to_zarr(cube, sys.argv[2], model="terrafm-tiny", weights=sys.argv[3], tile=64,
+                  block_cells=1, progress=False, wave_size=1,
+                  on_wave=lambda s: time.sleep(0.4))
+""")
+
+
+def test_killed_run_resumes_without_recomputing(cube_store, tmp_path, tiny_weights):
+    cube = open_cube(cube_store)
+    full = tmp_path / "full.zarr"
+    embed_to_zarr(cube, full, weights=tiny_weights, **KW)
+
+    store = tmp_path / "killed.zarr"
+    script = tmp_path / "runner.py"
+    script.write_text(_RUNNER)
+    proc = subprocess.Popen([sys.executable, str(script), str(cube_store), str(store),
+                             tiny_weights])
+    blocks_dir = store / ".xterrafm" / "blocks"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if blocks_dir.is_dir() and len(list(blocks_dir.glob("*.json"))) >= 3:
+                break
+            assert proc.poll() is None, "runner finished or died before it could be killed"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = sorted(p.stem for p in blocks_dir.glob("*.json"))
+    assert 3 <= len(done) < 18, done
+    chunk_files = {b: store / "embeddings" / "c" / b.replace(".", "/") for b in done}
+    chunk_files = {b: p for b, p in chunk_files.items() if p.exists()}  # all-NaN: not stored
+    assert chunk_files
+    mtimes = {b: p.stat().st_mtime_ns for b, p in chunk_files.items()}
+
+    runtime.clear_cache()
+    summary = embed_to_zarr(cube, store, weights=tiny_weights, **KW)
+    assert summary.blocks_skipped == len(done)
+    assert summary.blocks_written == 18 - len(done)
+    assert runtime.stats()["blocks"] == 18 - len(done)  # the model ran only for missing blocks
+    assert {b: p.stat().st_mtime_ns for b, p in chunk_files.items()} == mtimes
+    a = xr.open_zarr(store, decode_coords="all")
+    b = xr.open_zarr(full, decode_coords="all")
+    np.testing.assert_array_equal(a["embeddings"].values, b["embeddings"].values)
+    assert a["embeddings"].attrs == b["embeddings"].attrs
+    assert json.loads(a.attrs["xterrafm_fingerprint"]) == json.loads(b.attrs["xterrafm_fingerprint"])
+    assert xterrafm.embedding.pending_blocks(
+        cube.terrafm.embed(model="terrafm-tiny", weights=tiny_weights, tile=64, block_cells=1),
+        str(store)) == []

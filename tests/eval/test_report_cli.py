@@ -1,0 +1,110 @@
+"""The eval report and ``python -m xterrafm eval``."""
+
+from __future__ import annotations
+
+import numpy as np
+import rasterio
+import rioxarray  # noqa: F401
+import xarray as xr
+from rasterio.transform import from_origin
+
+from xterrafm.cli import main
+from xterrafm.eval.inputs import LabelledSamples
+from xterrafm.eval.report import evaluate_samples, format_table
+
+CRS = "EPSG:32632"
+
+
+def _grid_samples(n=24, dim=8, noise=0.3, seed=0):
+    """Labels in 3 x 3-cell regions of an n x n grid, features = noisy one-hot of the label."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    region_label = rng.integers(0, 4, size=(n // 3 + 1, n // 3 + 1))
+    labels = region_label[rows // 3, cols // 3]
+    feats = np.eye(dim)[labels] * 3 + rng.normal(size=(n, n, dim)) * noise
+    return rows, cols, labels, feats.astype(np.float32)
+
+
+def test_evaluate_samples_separable_and_chance():
+    rows, cols, labels, feats = _grid_samples()
+    samples = LabelledSamples(
+        x=feats.reshape(-1, 8), y=labels.ravel(), rows=rows.ravel(), cols=cols.ravel(),
+        times=np.zeros(labels.size, np.int64),
+    )
+    out = evaluate_samples(samples, ks=(1, 20), block=4)
+    by_method = {(r.method, r.setting): r for r in out}
+    assert by_method["knn", "k=1 T=0.07"].value == 1.0
+    assert by_method["knn", "k=20 T=0.07"].value == 1.0
+    linear = next(r for r in out if r.method == "linear")
+    assert linear.value == 1.0
+    assert linear.n_train + linear.n_test == labels.size
+    # checkerboard of 4 x 4 blocks over a 24 x 24 grid: half of the samples each
+    assert linear.n_train == linear.n_test == labels.size // 2
+    table = format_table(out, title="t")
+    assert table.splitlines()[0] == "t"
+    assert "k=20 T=0.07" in table and "1.0000" in table
+
+
+def _write_inputs(tmp_path, feats, labels):
+    n = labels.shape[0]
+    res_emb, x0, y0 = 40.0, 600_000.0, 5_100_000.0
+    emb = xr.DataArray(
+        feats.transpose(2, 0, 1)[None],
+        dims=("time", "embedding", "y", "x"),
+        coords={"y": y0 - (np.arange(n) + 0.5) * res_emb, "x": x0 + (np.arange(n) + 0.5) * res_emb},
+        attrs={"level": "tile", "tile": 4, "stride": 4, "model": "hand-made"},
+        name="embeddings",
+    ).rio.write_crs(CRS)
+    store = tmp_path / "emb.zarr"
+    emb.to_dataset().to_zarr(store)
+    # the label raster at 10 m: each embedding cell is 4 x 4 label pixels (one is nodata)
+    fine = np.repeat(np.repeat(labels.astype(np.uint8) + 1, 4, axis=0), 4, axis=1)
+    fine[::4, ::4] = 0
+    raster = tmp_path / "labels.tif"
+    with rasterio.open(raster, "w", driver="GTiff", width=fine.shape[1], height=fine.shape[0],
+                       count=1, dtype="uint8", crs=CRS, transform=from_origin(x0, y0, 10, 10),
+                       nodata=0) as dst:
+        dst.write(fine, 1)
+    return store, raster
+
+
+def test_cli_scores_an_embedding_store_against_a_label_raster(tmp_path, capsys):
+    _, _, labels, feats = _grid_samples()
+    store, raster = _write_inputs(tmp_path, feats, labels)
+    rc = main(["eval", "--embeddings", str(store), "--labels", str(raster), "--k", "1", "5",
+               "--block", "3"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    knn_lines = [line for line in out.splitlines() if line.startswith("knn")]
+    assert len(knn_lines) == 2
+    assert all(line.split()[-3] == "1.0000" for line in knn_lines)
+    assert any(line.startswith("linear") for line in out.splitlines())
+
+
+def test_cli_shuffled_labels_score_near_chance(tmp_path, capsys):
+    _, _, labels, feats = _grid_samples()
+    rng = np.random.default_rng(1)
+    store, raster = _write_inputs(tmp_path, feats, rng.integers(0, 4, size=labels.shape))
+    assert main(["eval", "--embeddings", str(store), "--labels", str(raster), "--k", "20",
+                 "--no-linear"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("knn"))
+    acc, n_test = float(line.split()[-3]), int(line.split()[-1])
+    std = np.sqrt(0.25 * 0.75 / n_test)
+    assert abs(acc - 0.25) < 4 * std
+
+
+def test_cli_usage_errors(tmp_path):
+    assert main(["eval", "--embeddings", str(tmp_path / "x.zarr")]) == 2
+    assert main(["eval", "--embeddings", str(tmp_path / "x.zarr"),
+                 "--labels", str(tmp_path / "l.tif")]) == 2
+
+
+def test_cli_embeds_the_synthetic_scene_with_a_tiny_model(tmp_path, capsys):
+    rc = main(["eval", "--model", "terrafm-tiny", "--synthetic-size", "224", "--level", "patch",
+               "--k", "5", "--block", "2", "--workdir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[3:]}
+    assert set(rows) == {"knn", "linear", "majority"}
+    # land-cover classes are separable in the synthetic reflectance, even through random weights
+    assert float(rows["knn"][-3]) > float(rows["majority"][-3]) + 0.2

@@ -1,0 +1,185 @@
+"""Weight loading: formats, prefixes, mismatches, unsafe pickles, hub offline, hashes."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from xterrafm.models import FUSION_PREFIX, TerraFM
+from xterrafm.weights import (
+    UnsafeWeightsError,
+    WeightsMismatchError,
+    convert_weights,
+    load_model,
+    state_dict_sha256,
+)
+
+
+def _published_sd(seed: int = 3) -> dict[str, torch.Tensor]:
+    """A terrafm-tiny state_dict without fusion keys (like the published checkpoint)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = TerraFM("terrafm-tiny")
+    return {k: v for k, v in model.state_dict().items() if not k.startswith(FUSION_PREFIX)}
+
+
+def _assert_loaded(model: TerraFM, sd: dict[str, torch.Tensor]) -> None:
+    own = model.state_dict()
+    for k, v in sd.items():
+        assert torch.equal(own[k], v), k
+
+
+def test_random_init_is_deterministic_and_in_eval_mode():
+    rng_before = torch.random.get_rng_state()
+    a = load_model("terrafm-tiny")
+    b = load_model("terrafm-tiny")
+    c = load_model("terrafm-tiny", seed=1)
+    assert torch.equal(torch.random.get_rng_state(), rng_before)  # global RNG untouched
+    assert not a.training
+    assert a.config.name == "terrafm-tiny"
+    assert a.weights_sha256 == b.weights_sha256 != c.weights_sha256
+    assert len(a.weights_sha256) == 64
+    assert a.weights_sha256 == state_dict_sha256(a.state_dict())
+
+
+def test_pth_round_trip_with_prefixes_and_hashes(tmp_path: Path):
+    sd = _published_sd()
+    # a DINO-style checkpoint: teacher/student, backbone. and module. prefixes, a head
+    ckpt = {
+        "teacher": {**{f"module.backbone.{k}": v for k, v in sd.items()},
+                    "module.head.last_layer.weight": torch.zeros(3, 4)},
+        "student": {f"module.backbone.{k}": v + 1 for k, v in sd.items()},
+        "epoch": 7,
+    }
+    pth = tmp_path / "dino.pth"
+    torch.save(ckpt, pth)
+    with pytest.warns(UserWarning, match="fusion"):
+        model = load_model("terrafm-tiny", weights=pth)
+    _assert_loaded(model, sd)
+    assert not model.training
+
+    dst = tmp_path / "tiny.safetensors"
+    with pytest.warns(UserWarning, match="fusion"):
+        digest = convert_weights(pth, dst)
+        again = load_model("terrafm-tiny", weights=dst)
+    _assert_loaded(again, sd)
+    assert digest == model.weights_sha256 == again.weights_sha256 == state_dict_sha256(sd)
+    import hashlib
+
+    assert hashlib.sha256(dst.read_bytes()).hexdigest() == digest
+    with pytest.raises(FileExistsError):
+        convert_weights(pth, dst)
+    with pytest.raises(ValueError, match="safetensors"):
+        convert_weights(pth, tmp_path / "x.pth")
+
+
+def test_plain_state_dict_with_all_keys_loads_silently(tmp_path: Path):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(9)
+        full = TerraFM("terrafm-tiny").state_dict()
+    path = tmp_path / "full.safetensors"
+    save_file(dict(full), str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = load_model("terrafm-tiny", weights=path)
+    _assert_loaded(model, dict(full))
+
+
+def test_mismatches_are_refused_with_names(tmp_path: Path):
+    sd = _published_sd()
+    missing = {k: v for k, v in sd.items() if k != "blocks.2.attn.qkv.weight"}
+    with pytest.raises(WeightsMismatchError, match=r"missing keys: blocks\.2\.attn\.qkv\.weight"):
+        load_model("terrafm-tiny", weights=missing)
+    extra = {**sd, "decoder.weight": torch.zeros(2)}
+    with pytest.raises(WeightsMismatchError, match=r"unexpected keys: decoder\.weight"):
+        load_model("terrafm-tiny", weights=extra)
+    shaped = {**sd, "pos_embed": torch.zeros(1, 50, 32)}
+    with pytest.raises(WeightsMismatchError, match="pos_embed"):
+        load_model("terrafm-tiny", weights=shaped)
+    with pytest.raises(WeightsMismatchError, match="terrafm-b"):
+        load_model("terrafm-b", weights=sd)  # tiny weights into B: mis-shaped
+
+
+def test_bad_files(tmp_path: Path):
+    with pytest.raises(FileNotFoundError):
+        load_model("terrafm-tiny", weights=tmp_path / "nope.pth")
+    odd = tmp_path / "w.npz"
+    odd.write_bytes(b"x")
+    with pytest.raises(ValueError, match="unknown weights format"):
+        load_model("terrafm-tiny", weights=odd)
+
+
+class _Exploit:
+    """Unpickling this creates a file: stands in for arbitrary code execution."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_malicious_pickle_refused_and_runs_nothing(tmp_path: Path, writer: str):
+    target = tmp_path / "pwned.txt"
+    payload = {"cls_token": torch.zeros(1, 1, 32), "evil": _Exploit(str(target))}
+    path = tmp_path / "evil.pth"
+    if writer == "torch.save":
+        torch.save(payload, path)
+    else:
+        with open(path, "wb") as fh:
+            pickle.dump(payload, fh)
+    assert not target.exists()
+    with pytest.raises(UnsafeWeightsError, match="arbitrary code|refusing"):
+        load_model("terrafm-tiny", weights=path)
+    with pytest.raises(UnsafeWeightsError):
+        convert_weights(path, tmp_path / "out.safetensors")
+    assert not target.exists()
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_hf_offline_gives_instructions(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match=r"weights='/path/to/TerraFM-B\.pth'") as info:
+        load_model("terrafm-b", weights="hf", cache_dir=tmp_path / "hf-cache")
+    assert "MBZUAI/TerraFM" in str(info.value)
+    with pytest.raises(ValueError, match="no published weights"):
+        load_model("terrafm-l", weights="hf")
+
+
+def test_hf_uses_cached_file_offline(tmp_path: Path, monkeypatch):
+    """A checkpoint already in the hub cache loads offline (cache laid out as the hub does)."""
+    sd = _published_sd()
+    cache = tmp_path / "hub"
+    snap = cache / "models--MBZUAI--TerraFM" / "snapshots" / ("a" * 40)
+    snap.mkdir(parents=True)
+    (cache / "models--MBZUAI--TerraFM" / "refs").mkdir()
+    (cache / "models--MBZUAI--TerraFM" / "refs" / "main").write_text("a" * 40)
+    # tiny weights under the published name: the variant check then refuses them for B,
+    # which proves the cached file was found and read.
+    torch.save(sd, snap / "TerraFM-B.pth")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsMismatchError, match="terrafm-b"):
+        load_model("terrafm-b", weights="hf", cache_dir=cache)
+
+
+def test_device_and_precision_arguments():
+    model = load_model("terrafm-tiny", device="cpu", precision="bf16")
+    assert model.precision == "bf16"
+    assert next(model.parameters()).device.type == "cpu"
+
+
+def test_corrupt_file_is_a_value_error_not_unsafe(tmp_path: Path):
+    good = tmp_path / "good.pth"
+    torch.save(_published_sd(), good)
+    path = tmp_path / "broken.pth"
+    path.write_bytes(good.read_bytes()[:5000])  # truncated zip archive
+    with pytest.raises(ValueError, match="cannot read") as info:
+        load_model("terrafm-tiny", weights=path)
+    assert not isinstance(info.value, UnsafeWeightsError)

@@ -1,0 +1,325 @@
+"""Open and always close the Dask cluster a batch job runs on.
+
+``--cluster`` on the command line maps onto :func:`open_cluster`:
+
+- ``threads``: no distributed scheduler, dask's threaded scheduler in this process;
+- ``local``: a :class:`distributed.LocalCluster` sized to this machine (the default);
+- ``gateway``: a new cluster from a Dask Gateway, configured through cluster options;
+- anything else: the address of a running scheduler (``tcp://host:8786``), left running.
+
+Clusters this module creates are shut down when the ``with`` block ends, whether the job
+finished, failed or was interrupted (``KeyboardInterrupt``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ClusterError",
+    "GatewayOptions",
+    "LocalOptions",
+    "RunningCluster",
+    "close_gateway",
+    "gateway_cluster_options",
+    "open_cluster",
+]
+
+log = logging.getLogger(__name__)
+
+#: ``--cluster`` values with a meaning; any other value is a scheduler address.
+CLUSTER_KINDS = ("threads", "local", "gateway")
+
+
+class ClusterError(RuntimeError):
+    """The requested cluster could not be created or reached (message says why)."""
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    """Sizing of a LocalCluster; ``None`` lets distributed size it to the machine.
+
+    Attributes
+    ----------
+    n_workers : int, optional
+        Worker processes.
+    threads_per_worker : int, optional
+        Threads per worker process.
+    memory_limit : str, optional
+        Memory per worker (``"4GiB"``), ``"auto"`` when omitted (machine memory / workers).
+    resources : dict, optional
+        Abstract resources each worker declares (``{"GPU": 1}``).
+    """
+
+    n_workers: int | None = None
+    threads_per_worker: int | None = None
+    memory_limit: str | None = None
+    resources: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class GatewayOptions:
+    """How to create a cluster through Dask Gateway.
+
+    Attributes
+    ----------
+    address : str, optional
+        Gateway URL; dask config ``gateway.address`` (``DASK_GATEWAY__ADDRESS``) when omitted.
+    workers : int, optional
+        Fixed number of workers (``cluster.scale``).
+    adapt : tuple of int, optional
+        ``(minimum, maximum)`` workers for adaptive scaling; exclusive with ``workers``.
+    worker_cores : int, optional
+        Cluster option ``worker_cores``.
+    worker_memory : str, optional
+        Cluster option ``worker_memory``; ``"8GiB"`` style, sent as GiB (float) or as the
+        string, whichever the gateway's option accepts.
+    gpu : int, optional
+        Cluster option ``gpu``: GPUs per worker (the worker declares resource ``GPU``).
+    wait_timeout : float
+        Seconds to wait for the first worker before failing.
+    """
+
+    address: str | None = None
+    workers: int | None = None
+    adapt: tuple[int, int] | None = None
+    worker_cores: int | None = None
+    worker_memory: str | None = None
+    gpu: int | None = None
+    wait_timeout: float = 300.0
+
+
+@dataclass
+class RunningCluster:
+    """What :func:`open_cluster` yields.
+
+    Attributes
+    ----------
+    kind : str
+        ``"threads"``, ``"local"``, ``"gateway"`` or ``"address"``.
+    client : distributed.Client or None
+        The client to compute with (``None`` for the threaded scheduler).
+    cluster : object or None
+        The cluster object this module created (LocalCluster or GatewayCluster), else ``None``.
+    name : str
+        Human-readable description for logs.
+    """
+
+    kind: str
+    client: Any = None
+    cluster: Any = None
+    name: str = ""
+
+
+def _memory_gib(value: str) -> float:
+    from dask.utils import parse_bytes
+
+    text = value.strip()
+    nbytes = parse_bytes(text if not text.replace(".", "", 1).isdigit() else f"{text}GiB")
+    return nbytes / 2**30
+
+
+def gateway_cluster_options(options: Any, request: GatewayOptions) -> Any:
+    """Fill a gateway's cluster ``options`` object from ``request``.
+
+    Parameters
+    ----------
+    options : dask_gateway.options.Options
+        What ``Gateway.cluster_options()`` returned (the fields the server declares).
+    request : GatewayOptions
+        The values asked for; ``None`` values keep the server's defaults.
+
+    Returns
+    -------
+    dask_gateway.options.Options
+        ``options``, modified.
+
+    Raises
+    ------
+    ClusterError
+        If the gateway does not declare an option that was asked for, or rejects its value.
+    """
+    wanted: dict[str, Any] = {}
+    if request.worker_cores is not None:
+        wanted["worker_cores"] = int(request.worker_cores)
+    if request.worker_memory is not None:
+        wanted["worker_memory"] = request.worker_memory
+    if request.gpu is not None:
+        wanted["gpu"] = int(request.gpu)
+    declared = set(options)
+    missing = sorted(set(wanted) - declared)
+    if missing:
+        raise ClusterError(
+            f"the Dask Gateway does not offer cluster option(s) {missing} (it offers "
+            f"{sorted(declared)}); see docs/gateway.md for a server config that does"
+        )
+    for key, value in wanted.items():
+        candidates = [value]
+        if key == "worker_memory":
+            candidates = [_memory_gib(value), value]
+        error: Exception | None = None
+        for candidate in candidates:
+            try:
+                options[key] = candidate
+                error = None
+                break
+            except (TypeError, ValueError) as err:
+                error = err
+        if error is not None:
+            raise ClusterError(f"the Dask Gateway rejected {key}={value!r}: {error}") from error
+    return options
+
+
+def close_gateway(gateway: Any) -> None:
+    """Close a ``dask_gateway.Gateway`` client for good.
+
+    With distributed >= 2025, a closed ``Gateway`` raises from ``__del__`` (its finaliser calls
+    ``close()`` again, which touches the stopped event loop). Raised during garbage collection,
+    that error can land inside unrelated code (it breaks ``ast.parse`` in CPython 3.11), so the
+    loop runner is detached after closing and the finaliser has nothing left to do.
+    """
+    try:
+        gateway.close()
+    finally:
+        if hasattr(gateway, "_loop_runner"):
+            del gateway._loop_runner
+
+
+@contextmanager
+def _local_cluster(options: LocalOptions) -> Iterator[RunningCluster]:
+    from distributed import Client, LocalCluster
+
+    kwargs: dict[str, Any] = {"dashboard_address": None, "host": "127.0.0.1"}
+    if options.n_workers is not None:
+        kwargs["n_workers"] = options.n_workers
+    if options.threads_per_worker is not None:
+        kwargs["threads_per_worker"] = options.threads_per_worker
+    if options.memory_limit is not None:
+        kwargs["memory_limit"] = options.memory_limit
+    if options.resources:
+        kwargs["resources"] = dict(options.resources)
+    cluster = LocalCluster(**kwargs)
+    try:
+        client = Client(cluster)
+        try:
+            workers = client.scheduler_info(n_workers=-1)["workers"].values()
+            log.info(
+                "LocalCluster: %d workers x %s threads",
+                len(workers),
+                sorted({w["nthreads"] for w in workers}),
+            )
+            yield RunningCluster("local", client, cluster, f"LocalCluster {cluster.scheduler_address}")
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+
+
+@contextmanager
+def _address_cluster(address: str) -> Iterator[RunningCluster]:
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout="30s")
+    except OSError as err:
+        raise ClusterError(f"cannot reach a Dask scheduler at {address!r}: {err}") from err
+    try:
+        yield RunningCluster("address", client, None, f"scheduler {address}")
+    finally:
+        client.close()
+
+
+@contextmanager
+def _gateway_cluster(request: GatewayOptions) -> Iterator[RunningCluster]:
+    try:
+        from dask_gateway import Gateway
+    except ImportError as err:  # pragma: no cover - dask-gateway is in the distributed extra
+        raise ClusterError("--cluster gateway needs dask-gateway: pip install dask-gateway") from err
+    if request.workers is not None and request.adapt is not None:
+        raise ClusterError("give either a fixed number of workers or adaptive bounds, not both")
+    try:
+        gateway = Gateway(request.address) if request.address else Gateway()
+    except ValueError as err:
+        raise ClusterError(
+            f"no Dask Gateway address: pass --gateway-address or set DASK_GATEWAY__ADDRESS ({err})"
+        ) from err
+    cluster = None
+    try:
+        try:
+            options = gateway_cluster_options(gateway.cluster_options(), request)
+            cluster = gateway.new_cluster(options, shutdown_on_close=True)
+        except ClusterError:
+            raise
+        except Exception as err:
+            raise ClusterError(
+                f"cannot create a cluster at Dask Gateway {gateway.address}: {err}"
+            ) from err
+        log.info("Dask Gateway cluster %s created at %s", cluster.name, gateway.address)
+        if request.adapt is not None:
+            cluster.adapt(minimum=request.adapt[0], maximum=request.adapt[1])
+        else:
+            cluster.scale(request.workers if request.workers is not None else 1)
+        # as the default client, every dask computation of the job runs on this cluster
+        client = cluster.get_client(set_as_default=True)
+        try:
+            minimum = request.adapt[0] if request.adapt is not None else (request.workers or 1)
+            client.wait_for_workers(max(1, minimum), timeout=request.wait_timeout)
+            yield RunningCluster("gateway", client, cluster, f"gateway cluster {cluster.name}")
+        finally:
+            client.close()
+    finally:
+        if cluster is not None:
+            log.info("shutting down Dask Gateway cluster %s", cluster.name)
+            try:
+                cluster.shutdown()
+            except Exception as err:  # noqa: BLE001 - report and keep going with cleanup
+                log.warning("could not shut down gateway cluster %s: %s", cluster.name, err)
+            finally:
+                close_gateway(cluster.gateway)
+        close_gateway(gateway)
+
+
+@contextmanager
+def open_cluster(
+    cluster: str = "local",
+    *,
+    local: LocalOptions | None = None,
+    gateway: GatewayOptions | None = None,
+) -> Iterator[RunningCluster]:
+    """Create or connect to the cluster named by ``cluster``; clean up on exit.
+
+    Parameters
+    ----------
+    cluster : str
+        ``"threads"``, ``"local"``, ``"gateway"`` or a scheduler address.
+    local : LocalOptions, optional
+        Sizing for ``"local"``.
+    gateway : GatewayOptions, optional
+        Address, scaling and cluster options for ``"gateway"``.
+
+    Yields
+    ------
+    RunningCluster
+        ``client`` is ``None`` for ``"threads"``.
+
+    Raises
+    ------
+    ClusterError
+        If the cluster cannot be created or reached.
+    """
+    if cluster == "threads":
+        yield RunningCluster("threads", None, None, f"threaded scheduler ({os.cpu_count()} cores)")
+    elif cluster == "local":
+        with _local_cluster(local or LocalOptions()) as running:
+            yield running
+    elif cluster == "gateway":
+        with _gateway_cluster(gateway or GatewayOptions()) as running:
+            yield running
+    else:
+        with _address_cluster(cluster) as running:
+            yield running

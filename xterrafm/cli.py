@@ -1,0 +1,442 @@
+"""The ``xterrafm`` command line: ``python -m xterrafm embed|eval ...``.
+
+Subcommands register themselves on an :mod:`argparse` sub-parser and set ``func`` (a callable
+taking the parsed ``argparse.Namespace`` and returning an exit code). ``embed`` lives here;
+``eval`` is mounted from :mod:`xterrafm.eval` when that package provides
+``add_eval_subparser(subparsers)``.
+
+Exit codes (also in ``xterrafm --help``):
+
+====  ==========================================================================
+0     done: every window was embedded or skipped as empty
+1     failure: an input could not be read, a window failed, or another error
+2     usage: bad arguments or an unusable SOURCE
+3     the output store was written with different settings (use ``--overwrite``)
+4     the Dask cluster could not be created or reached
+130   interrupted (Ctrl-C / SIGINT); finished blocks are kept, a rerun resumes
+143   terminated (SIGTERM); as for 130
+====  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+from xterrafm._version import __version__
+from xterrafm.bands import MODALITIES
+
+__all__ = [
+    "EXIT_CLUSTER",
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_STORE_MISMATCH",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "build_parser",
+    "main",
+]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_STORE_MISMATCH = 3
+EXIT_CLUSTER = 4
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    done: every window was embedded or skipped as empty
+  1    failure: an input could not be read, windows failed, or another error
+  2    usage: bad arguments or an unusable SOURCE
+  3    the output store was written with different settings (use --overwrite)
+  4    the Dask cluster could not be created or reached
+  130  interrupted (Ctrl-C); finished blocks are kept and a rerun resumes
+  143  terminated (SIGTERM); as for 130
+"""
+
+log = logging.getLogger("xterrafm")
+
+
+class UsageError(ValueError):
+    """A problem with the command's arguments or SOURCE (exit code 2)."""
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Show defaults and keep the epilog's layout."""
+
+
+EMBED_DESCRIPTION = """\
+Embed a Sentinel-1/2 scene with TerraFM into a Zarr store, on a Dask cluster.
+
+SOURCE is one of:
+  - a STAC API URL (https://.../v1), with --collection and --bbox/--datetime;
+  - a static STAC catalog.json or ItemCollection JSON file (local path or URL);
+  - one or more GeoTIFF/COG paths or URLs (one per band or one multi-band file);
+  - a Zarr cube written by xterrafm.io (a directory ending in .zarr).
+Without SOURCE, a deterministic synthetic Sentinel-2 L2A scene is generated next to the
+output (in <out folder>/synthetic-scene-<size>px) and embedded: a smoke test that needs no data.
+
+Results: the store holds a (time, embedding, y, x) float32 array geo-referenced in the
+input CRS. An area spanning several CRSs (UTM zones) is written as one Zarr group per
+CRS inside STORE, named EPSG_<code> (see docs/batch.md). A PNG preview of the first three
+principal components is written next to the store (<store stem>_preview.png).
+
+Resuming: a rerun into an existing store skips finished blocks when the store was written
+with the same settings (model, weights, modality, normalisation, level, tile, stride);
+otherwise it stops with exit code 3. --overwrite starts again.
+"""
+
+EMBED_EXAMPLES = """\
+examples:
+  python -m xterrafm embed --out xterrafm-output/embeddings.zarr
+  xterrafm embed https://planetarycomputer.microsoft.com/api/stac/v1 \\
+      --collection sentinel-2-l2a --bbox 11.0 46.0 11.2 46.2 --datetime 2024-06 \\
+      --modality s2_l2a --out emb.zarr --cluster gateway --adapt 1 20 --gpu 1
+  xterrafm embed scene/B*.tif --modality s2_l2a --out emb.zarr --cluster tcp://10.0.0.5:8786
+"""
+
+
+def _add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "embed",
+        help="embed a scene or area into a Zarr store (batch job on a Dask cluster)",
+        description=EMBED_DESCRIPTION,
+        epilog=EMBED_EXAMPLES + "\n" + EXIT_CODES_HELP,
+        formatter_class=_Formatter,
+    )
+    parser.add_argument(
+        "source",
+        nargs="*",
+        metavar="SOURCE",
+        help="STAC API URL, static catalog/ItemCollection, GeoTIFF path(s) or Zarr cube; "
+        "omitted: a synthetic scene",
+    )
+    parser.add_argument(
+        "--out", "-o", required=True, metavar="STORE", help="output Zarr store (directory)"
+    )
+
+    src = parser.add_argument_group("input selection")
+    src.add_argument("--collection", help="STAC collection id (required for a STAC API URL)")
+    src.add_argument(
+        "--bbox",
+        nargs=4,
+        type=float,
+        metavar=("WEST", "SOUTH", "EAST", "NORTH"),
+        help="area of interest in degrees (EPSG:4326)",
+    )
+    src.add_argument(
+        "--datetime", help="STAC datetime or range, e.g. 2024-06 or 2024-06-01/2024-06-30"
+    )
+    src.add_argument(
+        "--modality",
+        choices=sorted(MODALITIES),
+        help="input modality; default: what the cube records (s2_l2a for the synthetic scene)",
+    )
+    src.add_argument(
+        "--chunk",
+        type=_positive_int,
+        default=None,
+        metavar="PX",
+        help="spatial chunk size in pixels when reading (bounds memory per task); "
+        "default: a multiple of --tile near 1024",
+    )
+    src.add_argument(
+        "--synthetic-size",
+        type=_positive_int,
+        default=448,
+        metavar="PX",
+        help="width and height of the generated synthetic scene (only without SOURCE)",
+    )
+
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model", default="terrafm-b", help="model config: terrafm-b, terrafm-l, terrafm-tiny"
+    )
+    model.add_argument(
+        "--weights",
+        default=None,
+        help="weights file (.safetensors or converted checkpoint); default: random init "
+        "(useful only for smoke tests)",
+    )
+    model.add_argument(
+        "--level",
+        choices=("tile", "patch"),
+        default="tile",
+        help="tile: one CLS embedding per window; patch: one embedding per 16x16 px patch",
+    )
+    model.add_argument(
+        "--tile", type=_positive_int, default=224, metavar="PX", help="window size in pixels"
+    )
+    model.add_argument(
+        "--stride",
+        type=_positive_int,
+        default=None,
+        metavar="PX",
+        help="window step in pixels (default: --tile)",
+    )
+    model.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="windows per model call inside a block (default: chosen by device)",
+    )
+    model.add_argument(
+        "--device", default="auto", help="torch device: auto (CUDA when present), cpu, cuda, cuda:1"
+    )
+    model.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="inference precision (auto: bf16 on CUDA, fp32 on CPU)",
+    )
+    model.add_argument(
+        "--min-valid",
+        type=_fraction,
+        default=0.5,
+        help="windows with a smaller valid-pixel fraction are skipped (NaN)",
+    )
+
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete an existing store and start again (default: resume into it)",
+    )
+    out.add_argument(
+        "--no-preview", action="store_true", help="do not write the PCA preview PNG"
+    )
+    out.add_argument(
+        "--wave-size",
+        type=_positive_int,
+        default=None,
+        metavar="BLOCKS",
+        help="output blocks submitted per wave (bounds the task graph); default: 4 x threads",
+    )
+
+    clu = parser.add_argument_group("cluster")
+    clu.add_argument(
+        "--cluster",
+        default="local",
+        metavar="threads|local|ADDRESS|gateway",
+        help="threads: this process; local: a LocalCluster sized to this machine; "
+        "ADDRESS: a running scheduler (tcp://host:8786), left running; gateway: a new "
+        "Dask Gateway cluster, shut down at the end",
+    )
+    clu.add_argument(
+        "--n-workers", type=_positive_int, default=None, help="LocalCluster worker processes"
+    )
+    clu.add_argument(
+        "--threads-per-worker",
+        type=_positive_int,
+        default=None,
+        help="LocalCluster threads per worker",
+    )
+    clu.add_argument(
+        "--memory-limit", default=None, help="LocalCluster memory per worker, e.g. 4GiB"
+    )
+
+    gw = parser.add_argument_group(
+        "Dask Gateway (with --cluster gateway; sent as the gateway's cluster options)"
+    )
+    gw.add_argument(
+        "--gateway-address",
+        default=None,
+        metavar="URL",
+        help="gateway URL; default: dask config gateway.address (DASK_GATEWAY__ADDRESS)",
+    )
+    scale = gw.add_mutually_exclusive_group()
+    scale.add_argument(
+        "--workers", type=_positive_int, default=None, metavar="N", help="fixed number of workers"
+    )
+    scale.add_argument(
+        "--adapt",
+        nargs=2,
+        type=_non_negative_int,
+        metavar=("MIN", "MAX"),
+        default=None,
+        help="adaptive scaling between MIN and MAX workers",
+    )
+    gw.add_argument(
+        "--worker-cores", type=_positive_int, default=None, help="cluster option worker_cores"
+    )
+    gw.add_argument(
+        "--worker-memory",
+        default=None,
+        metavar="SIZE",
+        help="cluster option worker_memory, e.g. 8GiB (a bare number means GiB)",
+    )
+    gw.add_argument(
+        "--gpu",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="cluster option gpu: GPUs per worker (workers declare resource GPU=N and run "
+        "one model task per GPU)",
+    )
+
+    _add_verbosity(parser)
+    parser.set_defaults(func=_run_embed)
+    return parser
+
+
+def _add_verbosity(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("logging")
+    group.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
+    )
+    group.add_argument(
+        "-q", "--quiet", action="count", default=0, help="less logging, no progress bar"
+    )
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _mount_optional_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    """Mount subcommands that other packages provide (``add_<name>_subparser``)."""
+    for name, modules in {"eval": ("xterrafm.eval.cli", "xterrafm.eval")}.items():
+        for module_name in modules:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as err:
+                if err.name is not None and module_name.startswith(err.name):
+                    continue  # that module does not exist (yet)
+                raise
+            add = getattr(module, f"add_{name}_subparser", None)
+            if add is not None:
+                add(subparsers)
+                break
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``xterrafm`` argument parser with all subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="xterrafm",
+        description="Xarray/Dask-native TerraFM: Sentinel-1/2 embeddings at scale.",
+        epilog="run 'xterrafm <command> --help' for a command's options\n\n" + EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"xterrafm {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    _add_embed_parser(subparsers)
+    _mount_optional_subcommands(subparsers)
+    return parser
+
+
+def configure_logging(verbose: int, quiet: int) -> None:
+    """Set the ``xterrafm`` logger's level from ``-v``/``-q`` counts (default INFO)."""
+    level = logging.INFO - 10 * verbose + 10 * quiet
+    level = min(max(level, logging.DEBUG), logging.CRITICAL)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("xterrafm")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    # distributed is chatty (and warns about routine worker shutdowns): errors only unless -v.
+    distributed_level = {0: logging.ERROR, 1: logging.WARNING}.get(verbose, logging.DEBUG)
+    logging.getLogger("distributed").setLevel(distributed_level)
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    from xterrafm.batch.clusters import ClusterError
+    from xterrafm.batch.job import EmbedJobError, StoreMismatchError, job_from_args, run_embed_job
+    from xterrafm.batch.sources import SourceError
+
+    try:
+        job = job_from_args(args)
+    except (UsageError, ValueError) as err:
+        log.error("%s", err)
+        return EXIT_USAGE
+    try:
+        summary = run_embed_job(job)
+    except SourceError as err:
+        log.error("%s", err)
+        return EXIT_USAGE
+    except StoreMismatchError as err:
+        log.error("%s", err)
+        return EXIT_STORE_MISMATCH
+    except ClusterError as err:
+        log.error("%s", err)
+        return EXIT_CLUSTER
+    except EmbedJobError as err:
+        log.error("%s", err)
+        if err.summary is not None:
+            print(err.summary.format(), file=sys.stderr)
+        return EXIT_FAILURE
+    print(summary.format(), file=sys.stderr if args.quiet else sys.stdout)
+    return EXIT_OK if summary.failed == 0 else EXIT_FAILURE
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(f"received signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``xterrafm`` command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; ``sys.argv[1:]`` when omitted.
+
+    Returns
+    -------
+    int
+        The exit code (see the module docstring); never raises ``SystemExit`` itself except
+        through argparse for ``--help``/``--version``/usage errors (code 0 or 2).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    configure_logging(getattr(args, "verbose", 0), getattr(args, "quiet", 0))
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (e.g. called from a worker thread)
+        previous = None
+    try:
+        return int(func(args))
+    except KeyboardInterrupt:
+        log.error("interrupted; finished blocks are kept, run the same command again to resume")
+        return EXIT_INTERRUPTED
+    except Terminated:
+        log.error("terminated; finished blocks are kept, run the same command again to resume")
+        return EXIT_TERMINATED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,176 @@
+"""DINO multi-crop views with modality as augmentation.
+
+Each view is a random resized crop of the tile (the same geometry for every modality of the
+tile, since they are co-registered), randomly flipped and rotated by a multiple of 90°, that
+keeps a random non-empty subset of the modalities present in the tile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from xterrafm.bands import get_modality
+
+__all__ = ["MultiCropConfig", "random_resized_box", "make_views", "choose_modalities"]
+
+
+@dataclass(frozen=True)
+class MultiCropConfig:
+    """Geometry of the DINO multi-crop.
+
+    Attributes
+    ----------
+    global_size, local_size : int
+        Output sides in pixels of global (224) and local (96) crops.
+    n_global, n_local : int
+        Number of global (2) and local crops.
+    global_scale, local_scale : (float, float)
+        Range of the crop area as a fraction of the tile area.
+    ratio : (float, float)
+        Range of the crop aspect ratio (sampled log-uniformly).
+    flip, rotate : bool
+        Random horizontal/vertical flips and 90° rotations.
+    """
+
+    global_size: int = 224
+    local_size: int = 96
+    n_global: int = 2
+    n_local: int = 6
+    global_scale: tuple[float, float] = (0.4, 1.0)
+    local_scale: tuple[float, float] = (0.05, 0.4)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip: bool = True
+    rotate: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n_global < 1:
+            raise ValueError("n_global must be >= 1")
+        if self.n_global + self.n_local < 2:
+            raise ValueError("DINO needs at least two views")
+        for name in ("global_scale", "local_scale"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi <= 1:
+                raise ValueError(f"{name} must satisfy 0 < lo <= hi <= 1, got {(lo, hi)}")
+
+
+def random_resized_box(
+    rng: np.random.Generator, height: int, width: int, scale: Sequence[float],
+    ratio: Sequence[float],
+) -> tuple[int, int, int, int]:
+    """Draw a crop box ``(y0, x0, h, w)`` covering ``scale`` of the area with aspect ``ratio``.
+
+    Falls back to the largest centred box of the clipped aspect ratio after 10 failed draws.
+    """
+    area = height * width
+    log_r = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        r = math.exp(rng.uniform(*log_r))
+        w = int(round(math.sqrt(target * r)))
+        h = int(round(math.sqrt(target / r)))
+        if 0 < w <= width and 0 < h <= height:
+            y0 = int(rng.integers(0, height - h + 1))
+            x0 = int(rng.integers(0, width - w + 1))
+            return y0, x0, h, w
+    r = min(max(width / height, ratio[0]), ratio[1])
+    if width / height < r:
+        w, h = width, int(round(width / r))
+    else:
+        h, w = height, int(round(height * r))
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def choose_modalities(rng: np.random.Generator, present: Sequence[bool]) -> np.ndarray:
+    """A random non-empty subset of the present modalities, uniform over subsets.
+
+    Parameters
+    ----------
+    present : sequence of bool, length M
+
+    Returns
+    -------
+    ndarray of bool, shape (M,)
+    """
+    idx = np.flatnonzero(np.asarray(present, dtype=bool))
+    if idx.size == 0:
+        raise ValueError("a view needs at least one present modality")
+    mask = int(rng.integers(1, 2 ** idx.size))
+    keep = np.zeros(len(present), dtype=bool)
+    for bit, i in enumerate(idx):
+        keep[i] = bool(mask >> bit & 1)
+    return keep
+
+
+def _crop(
+    x: torch.Tensor, box: tuple[int, int, int, int], size: int, flip_h: bool, flip_v: bool, k: int
+) -> torch.Tensor:
+    y0, x0, h, w = box
+    patch = x[None, :, y0 : y0 + h, x0 : x0 + w]
+    out = F.interpolate(patch, size=(size, size), mode="bilinear", align_corners=False,
+                        antialias=True)[0]
+    if flip_h:
+        out = out.flip(-1)
+    if flip_v:
+        out = out.flip(-2)
+    if k:
+        out = torch.rot90(out, k, dims=(-2, -1))
+    return out
+
+
+def make_views(
+    rng: np.random.Generator,
+    tile: Mapping[str, torch.Tensor],
+    modalities: Sequence[str],
+    present: Sequence[bool],
+    config: MultiCropConfig,
+) -> dict[str, object]:
+    """Cut the global and local views of one tile.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Per-sample randomness (seeded by seed, epoch, tile and occurrence).
+    tile : mapping modality -> Tensor (C, H, W)
+        Normalised tile (NaN already 0) for the present modalities.
+    modalities : sequence of str, length M
+        All modalities of the dataset, in batch order.
+    present : sequence of bool, length M
+        Which modalities the tile holds.
+    config : MultiCropConfig
+
+    Returns
+    -------
+    dict
+        ``"global"``: {modality: Tensor (G, C, S, S)}, ``"global_keep"``: bool Tensor (G, M),
+        ``"local"`` / ``"local_keep"`` likewise with the local size (absent when
+        ``n_local == 0``). Modalities not kept in a view are zeros there.
+    """
+    any_tile = next(iter(tile.values()))
+    height, width = int(any_tile.shape[-2]), int(any_tile.shape[-1])
+    out: dict[str, object] = {}
+    groups = [("global", config.n_global, config.global_size, config.global_scale)]
+    if config.n_local:
+        groups.append(("local", config.n_local, config.local_size, config.local_scale))
+    for name, n, size, scale in groups:
+        stacks = {
+            m: torch.zeros(n, get_modality(m).n_bands, size, size) for m in modalities
+        }
+        keep = np.zeros((n, len(modalities)), dtype=bool)
+        for v in range(n):
+            box = random_resized_box(rng, height, width, scale, config.ratio)
+            flip_h = bool(config.flip and rng.random() < 0.5)
+            flip_v = bool(config.flip and rng.random() < 0.5)
+            k = int(rng.integers(0, 4)) if config.rotate else 0
+            keep[v] = choose_modalities(rng, present)
+            for i, m in enumerate(modalities):
+                if keep[v, i]:
+                    stacks[m][v] = _crop(tile[m], box, size, flip_h, flip_v, k)
+        out[name] = stacks
+        out[f"{name}_keep"] = torch.from_numpy(keep)
+    return out

@@ -1,0 +1,191 @@
+"""Per-process model cache and torch settings for block functions.
+
+Dask tasks carry a :class:`~xterrafm.embedding.spec.ModelSpec`, never the model. The first
+task in a process that needs a model builds it (:func:`get_model`) and keeps it for the
+process's life, keyed by the spec's config, weights hash, seed, device and precision; every
+later task of that process reuses it. Tasks running in threads of one process share one model
+(inference is read-only).
+
+Torch intra-op threads are set once per process (:func:`configure_torch_threads`) so that
+``dask threads x torch threads`` does not exceed the process's cores.
+
+The module also keeps counters (:func:`stats`) of what ran here, which tests and diagnostics
+read (e.g. through ``client.run(xterrafm.embedding.runtime.stats)``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from typing import Any
+
+from xterrafm.embedding.spec import ModelSpec
+
+__all__ = [
+    "clear_cache",
+    "configure_torch_threads",
+    "default_torch_threads",
+    "get_model",
+    "record",
+    "resolve_batch_size",
+    "resolve_device",
+    "resolve_precision",
+    "stats",
+]
+
+_LOCK = threading.Lock()
+_MODELS: dict[tuple, Any] = {}
+_STATS: Counter = Counter()
+_THREADS_SET: list[int] = []
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` → ``"cuda"`` when torch sees a GPU in this process, else ``"cpu"``."""
+    import torch
+
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} was requested but torch sees no CUDA device in "
+                           f"this process (pid {os.getpid()})")
+    return str(device)
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``"auto"`` → ``"bf16"`` on CUDA, ``"fp32"`` elsewhere; other values pass through."""
+    if precision == "auto":
+        return "bf16" if device.startswith("cuda") else "fp32"
+    return precision
+
+
+def resolve_batch_size(batch_size: int | None, device: str) -> int:
+    """Windows per forward pass: the given value, else 8 on CPU and 64 on CUDA."""
+    if batch_size:
+        return int(batch_size)
+    return 64 if device.startswith("cuda") else 8
+
+
+def _dask_threads_in_this_process() -> int:
+    try:
+        from distributed import get_worker
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        pass
+    import dask
+
+    n = dask.config.get("num_workers", None)
+    return max(1, int(n)) if n else max(1, os.cpu_count() or 1)
+
+
+def default_torch_threads() -> int:
+    """Torch threads that keep ``dask threads x torch threads`` within this process's cores.
+
+    In a distributed worker whose environment sets ``OMP_NUM_THREADS`` (nannies set it to 1 by
+    default, having split the cores among workers), that value; otherwise
+    ``cores // dask threads`` (at least 1).
+    """
+    in_worker = True
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        in_worker = False
+    if in_worker and os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // _dask_threads_in_this_process())
+
+
+def configure_torch_threads(n: int | None = None) -> int:
+    """Set torch's intra-op threads for this process once (later calls keep the first value).
+
+    Parameters
+    ----------
+    n : int, optional
+        Threads; default :func:`default_torch_threads`.
+
+    Returns
+    -------
+    int
+        The number of threads torch uses in this process.
+    """
+    import torch
+
+    with _LOCK:
+        if not _THREADS_SET:
+            want = int(n) if n else default_torch_threads()
+            torch.set_num_threads(want)
+            _THREADS_SET.append(want)
+        return torch.get_num_threads()
+
+
+def get_model(spec: ModelSpec) -> tuple[Any, str]:
+    """The process's model for ``spec``, built on first use.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        Model description; ``spec.weights_sha256`` must match what gets loaded (empty string:
+        accept whatever loads, used when describing a model before the graph exists).
+
+    Returns
+    -------
+    model : xterrafm.models.TerraFM
+        In eval mode on the resolved device, with the resolved precision.
+    device : str
+        The device it sits on.
+
+    Raises
+    ------
+    ValueError
+        The weights found in this process have a different SHA-256 than the spec records
+        (the file changed, or workers see a different file).
+    """
+    device = resolve_device(spec.device)
+    precision = resolve_precision(spec.precision, device)
+    key = (*spec.cache_key, device, precision)
+    model = _MODELS.get(key)
+    if model is not None:
+        return model, device
+    with _LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            from xterrafm.weights import load_model
+
+            model = load_model(spec.model, spec.weights, device=device, precision=precision,
+                               seed=spec.seed)
+            if spec.weights_sha256 and model.weights_sha256 != spec.weights_sha256:
+                raise ValueError(
+                    f"weights {spec.weights!r} in process {os.getpid()} have sha256 "
+                    f"{model.weights_sha256}, but the graph was built for "
+                    f"{spec.weights_sha256}: the file changed or workers see another file")
+            _MODELS[key] = model
+            _STATS["models_built"] += 1
+    return model, device
+
+
+def record(**counts: int) -> None:
+    """Add to this process's counters (e.g. ``windows=8``, ``forward_calls=1``)."""
+    with _LOCK:
+        _STATS.update(counts)
+
+
+def stats() -> dict[str, Any]:
+    """This process's counters plus the pid, cached model keys and torch threads."""
+    with _LOCK:
+        out: dict[str, Any] = dict(_STATS)
+        out["pid"] = os.getpid()
+        out["cached_models"] = [list(map(str, k)) for k in _MODELS]
+        out["torch_threads"] = _THREADS_SET[0] if _THREADS_SET else None
+    return out
+
+
+def clear_cache(reset_stats: bool = True) -> None:
+    """Drop cached models (and counters) of this process."""
+    with _LOCK:
+        _MODELS.clear()
+        if reset_stats:
+            _STATS.clear()

@@ -1,0 +1,177 @@
+"""Scheduler plumbing: GPU resource annotations that survive graph optimisation, progress.
+
+Model tasks ask for ``resources={"GPU": 1}`` when the distributed workers declare a ``GPU``
+resource (:func:`gpu_resources`). Dask's array optimisation fuses tasks into a plain dict
+and thereby drops layer annotations, so the resource request would silently vanish.
+:func:`optimize_keeping_annotations` runs the same optimisation and then re-attaches each
+layer's annotations to the (possibly fused and renamed) tasks that contain its keys;
+:func:`keep_annotations` installs it for a block of code, and :func:`compute` uses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import dask
+
+__all__ = [
+    "compute",
+    "get_client",
+    "gpu_resources",
+    "keep_annotations",
+    "optimize_keeping_annotations",
+]
+
+
+def get_client(client: Any = None) -> Any:
+    """The given client, else the current default distributed client, else None."""
+    if client is not None:
+        return client
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def gpu_resources(resources: Any = "auto", client: Any = None) -> dict | None:
+    """The resource request for model tasks.
+
+    Parameters
+    ----------
+    resources : "auto", None or dict
+        ``"auto"``: ``{"GPU": 1}`` when a distributed client is active (given or default) and at
+        least one of its workers declares a ``GPU`` resource, else None. A dict is used as is;
+        None disables the request.
+    client : distributed.Client, optional
+        Client whose workers are inspected (default: the current default client).
+
+    Returns
+    -------
+    dict or None
+    """
+    if resources is None or isinstance(resources, Mapping):
+        return dict(resources) if resources else None
+    if resources != "auto":
+        raise ValueError(f"resources must be 'auto', None or a dict; got {resources!r}")
+    client = get_client(client)
+    if client is None:
+        return None
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    if any("GPU" in (w.get("resources") or {}) for w in workers.values()):
+        return {"GPU": 1}
+    return None
+
+
+def _constituent_keys(node: Any) -> list:
+    """Keys of the original tasks inside a (possibly fused) task-spec node."""
+    from dask._task_spec import Task, _execute_subgraph
+
+    keys = [node.key]
+    if isinstance(node, Task) and node.func is _execute_subgraph and node.args:
+        inner = node.args[0]
+        if isinstance(inner, Mapping):
+            keys.extend(inner)
+    return keys
+
+
+def optimize_keeping_annotations(dsk: Any, keys: Sequence, **kwargs: Any) -> Any:
+    """Dask's array optimisation, keeping layer annotations on the tasks they applied to.
+
+    Parameters
+    ----------
+    dsk : HighLevelGraph or dict
+    keys : sequence
+        Output keys.
+
+    Returns
+    -------
+    HighLevelGraph
+        Same tasks as :func:`dask.array.optimization.optimize` gives; tasks built from
+        annotated keys carry those annotations (merged as dask merges them in blockwise fusion).
+    """
+    from dask.array.optimization import optimize
+    from dask.blockwise import _fuse_annotations
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
+    with dask.config.set({"optimization.fuse.active": False}):
+        hlg = optimize(dsk, keys, **kwargs)  # blockwise fusion + cull; layers keep annotations
+    by_key: dict = {}
+    for layer in hlg.layers.values():
+        if layer.annotations:
+            for k in layer:
+                by_key[k] = layer.annotations
+    if not by_key or dask.config.get("optimization.fuse.active") is False:
+        return hlg
+    try:  # the low-level steps of dask.array.optimization.optimize
+        from dask._task_spec import convert_legacy_graph, fuse_linear_task_spec
+        from dask.array.optimization import _optimize_slices
+        from dask.core import flatten
+        from dask.utils import ensure_dict
+
+        fused = convert_legacy_graph(ensure_dict(hlg))
+        fused = _optimize_slices(fuse_linear_task_spec(fused, keys=list(flatten(keys))))
+    except ImportError:  # other dask internals: keep the blockwise-optimised graph, unfused
+        return hlg
+    groups: dict[str, tuple[dict, dict]] = {}
+    plain: dict = {}
+    for key, node in fused.items():
+        found = [by_key[k] for k in _constituent_keys(node) if k in by_key]
+        if not found:
+            plain[key] = node
+            continue
+        ann = _fuse_annotations(*found) if len(found) > 1 else dict(found[0])
+        tag = json.dumps(ann, sort_keys=True, default=str)
+        groups.setdefault(tag, (ann, {}))[1][key] = node
+    layers = {"unannotated": MaterializedLayer(plain)}
+    for i, (ann, tasks) in enumerate(groups.values()):
+        layers[f"annotated-{i}"] = MaterializedLayer(tasks, annotations=ann)
+    return HighLevelGraph(layers, {name: set() for name in layers})
+
+
+@contextlib.contextmanager
+def keep_annotations() -> Iterator[None]:
+    """Within this block, dask arrays (and xarray objects on them) are optimised with
+    :func:`optimize_keeping_annotations`, so GPU resource requests reach the scheduler."""
+    with dask.config.set(array_optimize=optimize_keeping_annotations):
+        yield
+
+
+def compute(*objs: Any, client: Any = None, progress: bool = True) -> tuple:
+    """Compute dask-backed objects keeping resource annotations, with an optional progress bar.
+
+    Parameters
+    ----------
+    *objs
+        Dask collections (arrays, xarray objects).
+    client : distributed.Client, optional
+        Compute on this client (default: the current default client if any, else the local
+        scheduler configured in dask).
+    progress : bool
+        Show a progress bar: :func:`distributed.progress` on a client, a tqdm bar
+        (:class:`tqdm.dask.TqdmCallback`) on local schedulers.
+
+    Returns
+    -------
+    tuple
+        The computed objects.
+    """
+    client = get_client(client)
+    with keep_annotations():
+        if client is not None:
+            futures = client.compute(list(objs))
+            if progress:
+                from distributed import progress as dist_progress
+
+                dist_progress(futures)
+            return tuple(client.gather(futures))
+        if progress:
+            from tqdm.dask import TqdmCallback
+
+            with TqdmCallback(desc="embedding"):
+                return dask.compute(*objs)
+        return dask.compute(*objs)

@@ -1,0 +1,477 @@
+"""Resumable Zarr output of embeddings.
+
+Layout of a store written by :func:`embed_to_zarr`:
+
+* a Zarr group (v3 by default) holding the ``embeddings`` variable and its coordinates,
+  written first as a *template* (``to_zarr(compute=False)``: metadata, coordinates, attrs,
+  no embedding chunks) with Zarr chunks equal to the dask blocks, so blocks never share a
+  chunk and can be written concurrently;
+* ``.xterrafm/fingerprint.json``: the settings the store was written with (model, weights
+  sha256, modality, normalisation, level, tile, stride, min_valid, output grid, times);
+  the same JSON is in the group attrs as ``xterrafm_fingerprint``;
+* ``.xterrafm/template.done`` once the template is complete;
+* ``.xterrafm/blocks/<t>.<y>.<x>.json``: one completion marker per block, written after the
+  block's region is stored, holding its counts.
+
+A run that stops part way (killed, crashed, cancelled) leaves markers for the finished blocks;
+calling :func:`embed_to_zarr` again with the same settings computes only the others. A store
+written with other settings is refused with the differing fields named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from xterrafm.embedding.scheduling import get_client, keep_annotations
+
+__all__ = [
+    "EmbedSummary",
+    "FingerprintMismatchError",
+    "embed_to_zarr",
+    "fingerprint",
+    "pending_blocks",
+    "prepare_store",
+    "write_blocks",
+]
+
+_META_DIR = ".xterrafm"
+_VAR = "embeddings"
+FINGERPRINT_FIELDS = ("model", "weights_sha256", "modality", "normalization", "level", "tile",
+                      "stride", "min_valid", "seed", "grid", "time", "embedding_dim")
+
+
+class FingerprintMismatchError(ValueError):
+    """The store was written with different settings than those of the current run."""
+
+
+@dataclass
+class EmbedSummary:
+    """What a call to :func:`embed_to_zarr` / :func:`write_blocks` did.
+
+    Attributes
+    ----------
+    store : str
+        The store written.
+    level : str
+        ``"tile"`` or ``"patch"``: what an output cell is (a window or a 16 px patch).
+    blocks_total : int
+        Blocks of the store.
+    blocks_written : int
+        Blocks computed and written by this call.
+    blocks_skipped : int
+        Blocks already complete before this call (not recomputed).
+    cells_embedded : int
+        Output cells (windows at the tile level, patches at the patch level, per date) with an
+        embedding, over the blocks written by this call.
+    cells_empty : int
+        Output cells left NaN (valid fraction below ``min_valid``) over those blocks.
+    waves : int
+        Number of waves submitted.
+    seconds : float
+        Wall time of the call.
+    """
+
+    store: str
+    level: str
+    blocks_total: int = 0
+    blocks_written: int = 0
+    blocks_skipped: int = 0
+    cells_embedded: int = 0
+    cells_empty: int = 0
+    waves: int = 0
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every block of the store is written."""
+        return self.blocks_written + self.blocks_skipped == self.blocks_total
+
+    def to_dict(self) -> dict:
+        """Plain-dict form."""
+        return asdict(self)
+
+
+# -- fingerprint --------------------------------------------------------------------------------
+def fingerprint(emb: xr.DataArray) -> dict:
+    """The settings that make two embedding arrays interchangeable block by block.
+
+    Parameters
+    ----------
+    emb : DataArray
+        Output of :func:`xterrafm.embedding.embed`.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable: model, weights sha256, modality, normalisation, level, tile, stride,
+        min_valid, seed, output grid (CRS WKT, transform, shape), times, embedding width.
+    """
+    a = emb.attrs
+    gbox = emb.odc.geobox
+    times = [str(t) for t in np.atleast_1d(emb["time"].values)] if "time" in emb.dims else []
+    return {
+        "model": a["model"],
+        "weights_sha256": a["weights_sha256"],
+        "modality": a["modality"],
+        "normalization": a["normalization"],
+        "level": a["level"],
+        "tile": int(a["tile"]),
+        "stride": int(a["stride"]),
+        "min_valid": float(a["min_valid"]),
+        "seed": int(a.get("seed", 0)),
+        "grid": {"crs": gbox.crs.to_wkt(), "transform": list(gbox.affine)[:6],
+                 "shape": list(gbox.shape)},
+        "time": times,
+        "embedding_dim": int(emb.sizes["embedding"]),
+    }
+
+
+def _diff(old: dict, new: dict) -> list[str]:
+    out = [f"{k}: store has {old.get(k)!r}, this run has {new.get(k)!r}"
+           for k in FINGERPRINT_FIELDS if k not in ("grid", "time") and old.get(k) != new.get(k)]
+    if not out:  # same settings: say whether the scene (grid or dates) differs
+        out = [f"{k} differs (another scene, subset or dates)" for k in ("grid", "time")
+               if old.get(k) != new.get(k)]
+    return out
+
+
+# -- store helpers ------------------------------------------------------------------------------
+def _fs(store: str) -> tuple[Any, str]:
+    from fsspec.core import url_to_fs
+
+    return url_to_fs(str(store))
+
+
+def _join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
+
+
+def _block_name(idx: tuple[int, ...]) -> str:
+    return ".".join(str(i) for i in idx)
+
+
+def _read_json(fs: Any, path: str) -> dict | None:
+    try:
+        with fs.open(path, "rb") as fh:
+            return json.loads(fh.read().decode())
+    except FileNotFoundError:
+        return None
+
+
+def _write_json(fs: Any, path: str, obj: dict) -> None:
+    from fsspec.implementations.local import LocalFileSystem
+
+    data = json.dumps(obj, sort_keys=True).encode()
+    if isinstance(fs, LocalFileSystem):
+        tmp = f"{path}.tmp-{time.time_ns()}"
+        fs.pipe_file(tmp, data)
+        fs.mv(tmp, path)  # atomic rename on a local file system
+    else:
+        fs.pipe_file(path, data)
+
+
+def _block_grid(emb: xr.DataArray) -> tuple[int, ...]:
+    return tuple(len(c) for c in emb.data.chunks)
+
+
+def _all_blocks(emb: xr.DataArray) -> list[tuple[int, ...]]:
+    return [tuple(int(i) for i in idx) for idx in np.ndindex(*_block_grid(emb))]
+
+
+def _regular(emb: xr.DataArray) -> xr.DataArray:
+    """Zarr needs regular chunks (the last may be shorter): rechunk where dask's are not."""
+    fixes = {}
+    for dim, chunks in zip(emb.dims, emb.data.chunks, strict=True):
+        if len(chunks) > 1 and (len(set(chunks[:-1])) > 1 or chunks[-1] > chunks[0]):
+            fixes[dim] = 1 if dim == "time" else max(chunks)
+    return emb.chunk(fixes) if fixes else emb
+
+
+def prepare_store(emb: xr.DataArray, store: str, *, overwrite: bool = False,
+                  zarr_format: int = 3) -> str:
+    """Make ``store`` ready to receive the blocks of ``emb``: new template, or resume.
+
+    Parameters
+    ----------
+    emb : DataArray
+        Lazy embeddings (:func:`xterrafm.embedding.embed`).
+    store : str or path
+        Local path or fsspec URL of the Zarr store.
+    overwrite : bool
+        Delete an existing store first (its blocks are lost).
+    zarr_format : int
+        Zarr format of a new store (3 by default).
+
+    Returns
+    -------
+    str
+        ``"new"`` (template written) or ``"resume"`` (existing store with the same fingerprint).
+
+    Raises
+    ------
+    FingerprintMismatchError
+        The store was written with other settings (the message lists them).
+    FileExistsError
+        The path holds something that is not an xterrafm embedding store.
+    """
+    store = str(store)
+    fs, root = _fs(store)
+    fp = fingerprint(emb)
+    meta = _join(root, _META_DIR)
+    if fs.exists(root) and overwrite:
+        fs.rm(root, recursive=True)
+    if fs.exists(root) and fs.ls(root):
+        old = _read_json(fs, _join(meta, "fingerprint.json")) or _attrs_fingerprint(store)
+        if old is None:
+            raise FileExistsError(f"{store} exists and is not an xterrafm embedding store (no "
+                                  f"{_META_DIR}/fingerprint.json); choose another path or pass "
+                                  "overwrite=True to replace it")
+        diffs = _diff(old, fp)
+        if diffs:
+            raise FingerprintMismatchError(
+                f"refusing to resume into {store}: it was written with different settings: "
+                + "; ".join(diffs) + ". Use the same settings, another store, or overwrite=True.")
+        if fs.exists(_join(meta, "template.done")):
+            return "resume"
+        if fs.exists(_join(meta, "blocks")) and fs.ls(_join(meta, "blocks")):
+            raise FileExistsError(f"{store} has written blocks but no complete template; "
+                                  "pass overwrite=True to start again")
+    ds = emb.to_dataset(name=_VAR)
+    ds.attrs["xterrafm_fingerprint"] = json.dumps(fp, sort_keys=True)
+    chunks = [c[0] for c in emb.data.chunks]
+    enc = {_VAR: {"chunks": chunks}}
+    if "spatial_ref" in ds.coords:
+        enc[_VAR]["grid_mapping"] = "spatial_ref"  # CRS survives decode_coords="all"
+    with warnings.catch_warnings():
+        # consolidated metadata is a zarr-python extension for v3; readers that lack it list
+        # the store instead. It spares xr.open_zarr a listing (and its warnings).
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        ds.to_zarr(store, mode="w", compute=False, zarr_format=zarr_format, consolidated=True,
+                   encoding=enc)
+    # after to_zarr(mode="w"), which clears the directory
+    fs.makedirs(_join(meta, "blocks"), exist_ok=True)
+    _write_json(fs, _join(meta, "fingerprint.json"), fp)
+    fs.pipe_file(_join(meta, "template.done"), b"ok")
+    return "new"
+
+
+def _attrs_fingerprint(store: str) -> dict | None:
+    """The fingerprint kept in the group attrs (if the side file was not written yet)."""
+    import zarr
+
+    try:
+        text = zarr.open_group(store, mode="r").attrs.get("xterrafm_fingerprint")
+    except Exception:  # noqa: BLE001 - not a Zarr group at all
+        return None
+    return json.loads(text) if isinstance(text, str) else None
+
+
+def pending_blocks(emb: xr.DataArray, store: str) -> list[tuple[int, ...]]:
+    """Block indices of ``emb`` without a completion marker in ``store``."""
+    fs, root = _fs(str(store))
+    mdir = _join(root, _META_DIR, "blocks")
+    done = set()
+    if fs.exists(mdir):
+        done = {p.rsplit("/", 1)[-1][:-5] for p in fs.ls(mdir, detail=False)
+                if p.endswith(".json")}
+    return [b for b in _all_blocks(emb) if _block_name(b) not in done]
+
+
+def _write_region(block: np.ndarray, *, store: str, emb_axis: int,
+                  block_info: dict | None = None) -> np.ndarray:
+    """Store one block into its region, then write its completion marker.
+
+    Returns an array with the block's dimensions, length 1 along each except ``emb_axis``
+    (length 2): cells embedded and cells empty.
+    """
+    import zarr
+
+    loc = block_info[0]["array-location"]
+    idx = block_info[0]["chunk-location"]
+    arr = zarr.open_array(store=store, path=_VAR, mode="r+")
+    arr[tuple(slice(a, b) for a, b in loc)] = block
+    cells = np.isfinite(block).all(axis=emb_axis)
+    n_ok = int(cells.sum())
+    n_empty = int(cells.size - n_ok)
+    fs, root = _fs(store)
+    _write_json(fs, _join(root, _META_DIR, "blocks", _block_name(idx) + ".json"),
+                {"cells_embedded": n_ok, "cells_empty": n_empty,
+                 "region": [list(r) for r in loc]})
+    shape = [1] * block.ndim
+    shape[emb_axis] = 2
+    return np.array([n_ok, n_empty], dtype=np.int64).reshape(shape)
+
+
+def _written_counts(emb: xr.DataArray, store: str, resources: dict | None) -> da.Array:
+    data = emb.data
+    emb_axis = emb.dims.index("embedding")
+    chunks = tuple((2,) if i == emb_axis else (1,) * len(c) for i, c in enumerate(data.chunks))
+    ctx = dask.annotate(resources=resources) if resources else contextlib.nullcontext()
+    with ctx:
+        return da.map_blocks(_write_region, data, chunks=chunks, dtype=np.int64,
+                             meta=np.empty((0,) * data.ndim, dtype=np.int64),
+                             name="terrafm-write-" + dask.base.tokenize(data.name, store),
+                             store=store, emb_axis=emb_axis)
+
+
+def _waves(items: list, size: int | None) -> Iterable[list]:
+    if not size or size >= len(items):
+        if items:
+            yield items
+        return
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | None = None, *,
+                 client: Any = None, wave_size: int | None = None,
+                 on_wave: Callable[[EmbedSummary], Any] | None = None, progress: bool = True,
+                 summary: EmbedSummary | None = None) -> EmbedSummary:
+    """Compute the given blocks of ``emb`` and write each into its region of ``store``.
+
+    Parameters
+    ----------
+    emb : DataArray
+        Lazy embeddings whose template is already in ``store`` (:func:`prepare_store`).
+    store : str
+        Local path or fsspec URL.
+    blocks : list of tuple, optional
+        Block indices to write (default: :func:`pending_blocks`).
+    client : distributed.Client, optional
+        Compute on this client (default: the current one, else the local dask scheduler).
+    wave_size : int, optional
+        Submit at most this many blocks at a time, bounding graph size and memory for very
+        large jobs (default: all at once).
+    on_wave : callable, optional
+        Called with the running :class:`EmbedSummary` after each wave (a hook for batch jobs:
+        logging, checkpoints, stopping by raising).
+    progress : bool
+        Show a progress bar over blocks (tqdm), updated as blocks finish.
+    summary : EmbedSummary, optional
+        Summary to update (default: a new one).
+
+    Returns
+    -------
+    EmbedSummary
+    """
+    from tqdm.auto import tqdm
+
+    store = str(store)
+    blocks = pending_blocks(emb, store) if blocks is None else list(blocks)
+    if summary is None:
+        summary = EmbedSummary(store=store, level=str(emb.attrs.get("level")),
+                               blocks_total=len(_all_blocks(emb)))
+    client = get_client(client)
+    resources = None
+    if emb.data.dask.layers:
+        for layer in emb.data.dask.layers.values():
+            if layer.annotations and "resources" in layer.annotations:
+                resources = layer.annotations["resources"]
+    counts = _written_counts(emb, store, resources)
+    bar = tqdm(total=len(blocks), desc="embedding blocks", unit="block", disable=not progress)
+    try:
+        for wave in _waves(blocks, wave_size):
+            parts = [counts.blocks[b] for b in wave]
+            with keep_annotations():
+                if client is not None:
+                    from distributed import as_completed
+
+                    futures = client.compute(parts)
+                    results = []
+                    for fut in as_completed(futures):
+                        results.append(fut.result())
+                        bar.update(1)
+                else:
+                    with _TaskBar(bar, counts.name):
+                        results = list(dask.compute(*parts))
+            axis = emb.dims.index("embedding")
+            for r in results:
+                summary.cells_embedded += int(r.take(0, axis=axis).sum())
+                summary.cells_empty += int(r.take(1, axis=axis).sum())
+            summary.blocks_written += len(wave)
+            summary.waves += 1
+            if on_wave is not None:
+                on_wave(summary)
+    finally:
+        bar.close()
+    return summary
+
+
+class _TaskBar(dask.callbacks.Callback):
+    """Advance a tqdm bar when a write task of this store finishes (local schedulers)."""
+
+    def __init__(self, bar: Any, prefix: str) -> None:
+        super().__init__()
+        self._bar, self._prefix = bar, prefix
+
+    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        name = key[0] if isinstance(key, tuple) else key
+        if isinstance(name, str) and name.startswith(self._prefix):
+            self._bar.update(1)
+
+
+def embed_to_zarr(cube: xr.DataArray | xr.Dataset, store: str, *, client: Any = None,
+                  overwrite: bool = False, wave_size: int | None = None,
+                  on_wave: Callable[[EmbedSummary], Any] | None = None, progress: bool = True,
+                  zarr_format: int = 3, **embed_kwargs: Any) -> EmbedSummary:
+    """Embed a cube into a Zarr store, block by block, resumably.
+
+    Parameters
+    ----------
+    cube : DataArray or Dataset
+        Input cube (see :func:`xterrafm.embedding.embed`).
+    store : str or path
+        Local path or fsspec URL of the Zarr store.
+    client : distributed.Client, optional
+        Compute on this client (default: the current one, else the local dask scheduler).
+    overwrite : bool
+        Replace an existing store instead of resuming into it.
+    wave_size : int, optional
+        Blocks per submitted wave (default: all at once); bounds the graph of very large jobs.
+    on_wave : callable, optional
+        Called with the running :class:`EmbedSummary` after each wave.
+    progress : bool
+        Show a progress bar (False silences it).
+    zarr_format : int
+        Zarr format of a new store (default 3).
+    **embed_kwargs
+        Passed to :func:`xterrafm.embedding.embed` (model, weights, level, tile, stride, ...).
+
+    Returns
+    -------
+    EmbedSummary
+        Blocks written and skipped, cells embedded and empty.
+
+    Raises
+    ------
+    FingerprintMismatchError
+        ``store`` holds embeddings written with other settings.
+    """
+    from xterrafm.embedding.api import embed
+
+    t0 = time.perf_counter()
+    client = get_client(client)
+    emb = _regular(embed(cube, client=client, **embed_kwargs))
+    store = str(store)
+    state = prepare_store(emb, store, overwrite=overwrite, zarr_format=zarr_format)
+    todo = pending_blocks(emb, store)
+    summary = EmbedSummary(store=store, level=str(emb.attrs["level"]),
+                           blocks_total=len(_all_blocks(emb)))
+    summary.blocks_skipped = summary.blocks_total - len(todo)
+    summary.extra["state"] = state
+    write_blocks(emb, store, todo, client=client, wave_size=wave_size, on_wave=on_wave,
+                 progress=progress, summary=summary)
+    summary.seconds = time.perf_counter() - t0
+    return summary

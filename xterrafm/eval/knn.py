@@ -1,0 +1,240 @@
+"""Weighted k-nearest-neighbour classification of embeddings (the TerraFM paper's kNN probe).
+
+Similarity is the cosine of the angle between embeddings. Each test sample takes its ``k``
+most similar training samples; neighbour ``j`` votes with weight ``exp(sim_j / T)``
+(``T = 0.07`` by default, the DINO/TerraFM protocol). Single-label: the class with the largest
+summed weight wins. Multi-label: one binary kNN per class on the same neighbours; the score of
+class ``c`` is the weighted share of neighbours that carry ``c``, and ``c`` is predicted when
+that share exceeds 0.5 (positive votes outweigh negative votes).
+
+The test set is processed in chunks so that the similarity matrix held at any time stays
+below a fixed size (``chunk_size`` test rows × all training rows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import ArrayLike
+
+from xterrafm.eval.metrics import accuracy, micro_f1
+from xterrafm.eval.splits import subsample_training_set
+
+__all__ = ["KNNScores", "knn", "knn_accuracy", "knn_f1", "knn_scores"]
+
+#: Bytes the similarity block of one chunk may take (float32), which sets the chunk size.
+SIMILARITY_BLOCK_BYTES = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class KNNScores:
+    """Per-class vote shares of a kNN classification.
+
+    Attributes
+    ----------
+    scores : numpy.ndarray of float32, shape (M, C)
+        Single-label: weighted vote share of each class (rows sum to 1). Multi-label: weighted
+        share of neighbours carrying each class, in [0, 1].
+    classes : numpy.ndarray, shape (C,)
+        Single-label: the class label of each column (sorted unique training labels).
+        Multi-label: the column indices ``0..C-1``.
+    """
+
+    scores: np.ndarray
+    classes: np.ndarray
+
+
+def _as_float_tensor(a: ArrayLike, name: str) -> torch.Tensor:
+    t = a.detach().cpu() if isinstance(a, torch.Tensor) else torch.from_numpy(np.asarray(a))
+    t = t.to(torch.float32)
+    if t.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (samples, features); got shape {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{name} holds no samples")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} holds NaN or infinite values; drop those rows first")
+    return t
+
+
+def _labels_numpy(a: ArrayLike) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def knn_scores(
+    train_x: ArrayLike,
+    train_y: ArrayLike,
+    test_x: ArrayLike,
+    k: int = 20,
+    temperature: float = 0.07,
+    multilabel: bool = False,
+    train_fraction: float = 1.0,
+    seed: int = 0,
+    chunk_size: int | None = None,
+) -> KNNScores:
+    """Per-class kNN vote shares of test embeddings against labelled training embeddings.
+
+    Parameters
+    ----------
+    train_x : array-like of float, shape (N, D)
+        Training embeddings.
+    train_y : array-like, shape (N,) or (N, C)
+        Training labels (any values) or multi-hot rows when ``multilabel``.
+    test_x : array-like of float, shape (M, D)
+        Test embeddings.
+    k : int
+        Number of neighbours (clamped to the training set size).
+    temperature : float
+        Vote weight is ``exp(cosine_similarity / temperature)``.
+    multilabel : bool
+        One binary kNN per class on multi-hot ``train_y``.
+    train_fraction : float
+        Use a seeded subsample of the training set (stratified for single-label); the paper's
+        low-data protocol uses 0.01.
+    seed : int
+        Seed of that subsample.
+    chunk_size : int, optional
+        Test rows per similarity block; default keeps a block under 256 MiB.
+
+    Returns
+    -------
+    KNNScores
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    xtr = _as_float_tensor(train_x, "train_x")
+    xte = _as_float_tensor(test_x, "test_x")
+    y = _labels_numpy(train_y)
+    if y.shape[0] != xtr.shape[0]:
+        raise ValueError(
+            f"train_y has {y.shape[0]} labels but train_x has {xtr.shape[0]} samples"
+        )
+    if xtr.shape[1] != xte.shape[1]:
+        raise ValueError(
+            f"train_x has {xtr.shape[1]} features but test_x has {xte.shape[1]}"
+        )
+    if multilabel and y.ndim != 2:
+        raise ValueError(f"multilabel=True needs multi-hot train_y of shape (N, C); got {y.shape}")
+    if not multilabel and y.ndim != 1:
+        raise ValueError(
+            f"single-label train_y must be 1-D; got shape {y.shape} (pass multilabel=True for "
+            "multi-hot labels)"
+        )
+
+    if train_fraction != 1.0:
+        idx = subsample_training_set(y, train_fraction, seed=seed, multilabel=multilabel)
+        xtr, y = xtr[torch.from_numpy(idx)], y[idx]
+
+    if multilabel:
+        classes = np.arange(y.shape[1])
+        targets = torch.from_numpy(y.astype(np.float32))  # (N, C)
+    else:
+        classes, codes = np.unique(y, return_inverse=True)
+        targets = F.one_hot(torch.from_numpy(codes.astype(np.int64)), len(classes)).float()
+
+    n_train = xtr.shape[0]
+    k_eff = min(k, n_train)
+    if chunk_size is None:
+        chunk_size = max(1, SIMILARITY_BLOCK_BYTES // (4 * n_train))
+    xtr = F.normalize(xtr, dim=1)
+    out = np.empty((xte.shape[0], len(classes)), dtype=np.float32)
+    with torch.no_grad():
+        for start in range(0, xte.shape[0], chunk_size):
+            block = F.normalize(xte[start : start + chunk_size], dim=1)
+            sim = block @ xtr.T  # (m, N) cosine similarities
+            top_sim, top_idx = sim.topk(k_eff, dim=1)
+            # subtract the row maximum before exp: shares are unchanged, overflow is avoided
+            w = torch.exp((top_sim - top_sim[:, :1]) / temperature)  # (m, k)
+            votes = torch.einsum("mk,mkc->mc", w, targets[top_idx])
+            out[start : start + block.shape[0]] = (votes / w.sum(dim=1, keepdim=True)).numpy()
+    return KNNScores(scores=out, classes=classes)
+
+
+def knn(
+    train_x: ArrayLike,
+    train_y: ArrayLike,
+    test_x: ArrayLike,
+    k: int = 20,
+    temperature: float = 0.07,
+    multilabel: bool = False,
+    train_fraction: float = 1.0,
+    seed: int = 0,
+    chunk_size: int | None = None,
+) -> np.ndarray:
+    """Classify test embeddings by weighted cosine kNN (see the module docstring).
+
+    Parameters are those of `knn_scores`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Single-label: predicted labels, shape (M,), values taken from ``train_y``.
+        Multi-label: per-class scores (weighted positive shares), float32, shape (M, C);
+        threshold at 0.5 for binary predictions.
+    """
+    res = knn_scores(
+        train_x, train_y, test_x, k=k, temperature=temperature, multilabel=multilabel,
+        train_fraction=train_fraction, seed=seed, chunk_size=chunk_size,
+    )
+    if multilabel:
+        return res.scores
+    return res.classes[np.argmax(res.scores, axis=1)]
+
+
+def knn_accuracy(
+    train_x: ArrayLike,
+    train_y: ArrayLike,
+    test_x: ArrayLike,
+    test_y: ArrayLike,
+    k: int = 20,
+    temperature: float = 0.07,
+    train_fraction: float = 1.0,
+    seed: int = 0,
+    chunk_size: int | None = None,
+) -> float:
+    """Top-1 accuracy of single-label kNN on a labelled test set.
+
+    Returns
+    -------
+    float
+        Accuracy in [0, 1].
+    """
+    pred = knn(
+        train_x, train_y, test_x, k=k, temperature=temperature, train_fraction=train_fraction,
+        seed=seed, chunk_size=chunk_size,
+    )
+    return accuracy(_labels_numpy(test_y), pred)
+
+
+def knn_f1(
+    train_x: ArrayLike,
+    train_y: ArrayLike,
+    test_x: ArrayLike,
+    test_y: ArrayLike,
+    k: int = 20,
+    temperature: float = 0.07,
+    threshold: float = 0.5,
+    train_fraction: float = 1.0,
+    seed: int = 0,
+    chunk_size: int | None = None,
+) -> float:
+    """Micro-F1 of multi-label kNN (one binary kNN per class) on a multi-hot test set.
+
+    A class is predicted when its weighted positive share exceeds ``threshold``.
+
+    Returns
+    -------
+    float
+        Micro-F1 in [0, 1].
+    """
+    scores = knn(
+        train_x, train_y, test_x, k=k, temperature=temperature, multilabel=True,
+        train_fraction=train_fraction, seed=seed, chunk_size=chunk_size,
+    )
+    return micro_f1(_labels_numpy(test_y), scores > threshold)

@@ -1,0 +1,199 @@
+"""Pretraining configuration: a flat dataclass read from TOML files and ``--key=value``.
+
+Shipped configs live in ``xterrafm/pretrain/configs/<name>.toml``. TOML sections
+(``[model]``, ``[data]``, ...) only group keys for reading; every key is unique, so an override
+is ``--batch_size=8`` (or ``--data.batch_size=8``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["PretrainConfig", "load_config", "shipped_configs", "apply_overrides"]
+
+
+@dataclass
+class PretrainConfig:
+    """Every setting of a pretraining run (see docs/pretraining.md for the meaning of each)."""
+
+    # model / head
+    model: str = "terrafm-tiny"
+    out_dim: int = 65536
+    head_hidden_dim: int = 2048
+    head_bottleneck_dim: int = 256
+    head_layers: int = 3
+    norm_last_layer: bool = True
+    # data
+    tile_size: int = 448
+    global_crop_size: int = 224
+    local_crop_size: int = 96
+    n_local_crops: int = 6
+    global_crop_scale: list[float] = field(default_factory=lambda: [0.4, 1.0])
+    local_crop_scale: list[float] = field(default_factory=lambda: [0.05, 0.4])
+    min_valid_fraction: float = 0.5
+    sampling: str = "weighted"
+    alpha: float = 0.5
+    shuffle_window: int = 4
+    num_workers: int = 2
+    batch_size: int = 64
+    normalization: str = "terrafm-v1"
+    seed: int = 0
+    # synthetic scene used without --data
+    synthetic_size: int = 448
+    synthetic_dates: int = 2
+    synthetic_chunk: int = 224
+    # DINO
+    student_temp: float = 0.1
+    teacher_temp: float = 0.07
+    warmup_teacher_temp: float = 0.04
+    warmup_teacher_temp_steps: int = 30
+    momentum_teacher: float = 0.996
+    center_momentum: float = 0.9
+    center_lambda: float = 0.5
+    center_alpha: float = 1.0
+    # optimisation
+    base_lr: float = 5e-4
+    min_lr: float = 1e-6
+    warmup_steps: int = 10
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.4
+    clip_grad: float = 3.0
+    freeze_last_layer_steps: int = -1
+    total_steps: int = 100
+    max_steps: int = 100
+    # run
+    checkpoint_every: int = 50
+    log_every: int = 1
+    device: str = "auto"
+    amp: str = "auto"
+    compile: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first inconsistent setting."""
+        positive = ("out_dim", "tile_size", "global_crop_size", "local_crop_size", "batch_size",
+                    "total_steps", "checkpoint_every", "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.global_crop_size > self.tile_size:
+            raise ValueError("global_crop_size must not exceed tile_size")
+        if self.sampling not in ("weighted", "uniform"):
+            raise ValueError(f"sampling must be 'weighted' or 'uniform', got {self.sampling!r}")
+        if not 0.0 <= self.center_lambda <= 1.0:
+            raise ValueError(f"center_lambda must be in [0, 1], got {self.center_lambda}")
+        if self.amp not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"amp must be 'auto', 'bf16' or 'fp32', got {self.amp!r}")
+        if self.max_steps < 0:
+            raise ValueError("max_steps must be >= 0")
+        if self.num_workers < 0:
+            raise ValueError("num_workers must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (TOML/JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs shipped in the package (``tiny``, ``vitb``)."""
+    folder = resources.files("xterrafm.pretrain") / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def _flatten(table: dict[str, Any], where: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            for k, v in _flatten(value, f"{where}[{key}]").items():
+                if k in flat:
+                    raise ValueError(f"key {k!r} appears twice in {where}")
+                flat[k] = v
+        else:
+            flat[key] = value
+    return flat
+
+
+def _coerce(name: str, value: Any, kind: Any) -> Any:
+    kind = str(kind)
+    try:
+        if kind == "bool":
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return low in ("true", "1", "yes")
+            return bool(value)
+        if kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind.startswith("list"):
+            if isinstance(value, str):
+                value = [float(v) for v in value.strip("[]").split(",") if v.strip()]
+            return [float(v) for v in value]
+        return str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"config key {name!r}: cannot read {value!r} as {kind}") from None
+
+
+def apply_overrides(config: PretrainConfig, overrides: dict[str, Any]) -> PretrainConfig:
+    """A copy of ``config`` with ``overrides`` (keys may carry a ``section.`` prefix).
+
+    Unknown keys raise ``ValueError`` listing the valid ones.
+    """
+    types = {f.name: f.type for f in dataclasses.fields(PretrainConfig)}
+    values = config.to_dict()
+    for raw_key, value in overrides.items():
+        key = raw_key.rsplit(".", 1)[-1].replace("-", "_")
+        if key not in types:
+            raise ValueError(f"unknown config key {raw_key!r}; valid keys: {sorted(types)}")
+        values[key] = _coerce(key, value, types[key])
+    return PretrainConfig(**values)
+
+
+def load_config(name_or_path: str | os.PathLike, overrides: dict[str, Any] | None = None
+                ) -> PretrainConfig:
+    """Load a shipped config by name (``"tiny"``, ``"vitb"``) or a TOML file by path.
+
+    Parameters
+    ----------
+    name_or_path : str or path
+    overrides : dict, optional
+        ``{key: value}`` applied after the file (strings are converted to the field type).
+    """
+    text: str
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        text, where = path.read_text(), str(path)
+    else:
+        name = str(name_or_path)
+        if name not in shipped_configs():
+            raise ValueError(
+                f"unknown config {name!r}: not a file and not a shipped config "
+                f"({', '.join(shipped_configs())})"
+            )
+        text = (resources.files("xterrafm.pretrain") / "configs" / f"{name}.toml").read_text()
+        where = f"config {name!r}"
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{where} is not valid TOML: {err}") from None
+    config = apply_overrides(PretrainConfig(), _flatten(table, where))
+    return apply_overrides(config, overrides or {})

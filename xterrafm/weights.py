@@ -1,0 +1,395 @@
+"""Loading, checking and converting TerraFM weights safely.
+
+* ``load_model(name, weights)`` builds a :class:`~xterrafm.models.TerraFM` and fills it from
+  a ``.pth``/``.pt`` file (read with ``torch.load(weights_only=True)``: no pickled code runs),
+  a ``.safetensors`` file, ``"hf"`` (TerraFM-B.pth of the ``MBZUAI/TerraFM`` Hugging Face repo,
+  downloaded into the user cache), an in-memory state_dict, or a seeded random initialisation.
+* Wrapper prefixes (``module.``, ``backbone.``, DINO ``teacher.``/``student.``) are stripped;
+  any missing, unexpected or mis-shaped key is refused, except the fusion parameters that the
+  published checkpoint does not hold (they keep fresh values; a warning says so).
+* The loaded model records ``weights_sha256``: the SHA-256 of the safetensors serialisation of
+  the tensors it was given (exactly the bytes :func:`convert_weights` writes for them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from xterrafm.models import FUSION_PREFIX, TerraFM, TerraFMConfig, get_config
+
+__all__ = [
+    "HF_FILENAME",
+    "HF_REPO_ID",
+    "UnsafeWeightsError",
+    "WeightsMismatchError",
+    "canonical_state_dict",
+    "check_state_dict",
+    "convert_weights",
+    "load_model",
+    "read_weights",
+    "state_dict_sha256",
+]
+
+HF_REPO_ID = "MBZUAI/TerraFM"
+HF_FILENAME = "TerraFM-B.pth"
+#: Variants with published weights on the Hub.
+_HF_VARIANTS = {"terrafm-b": HF_FILENAME}
+_WRAPPER_PREFIXES = ("module.", "backbone.", "teacher.", "student.", "_orig_mod.")
+_CONTAINER_KEYS = ("teacher", "state_dict", "model", "student")
+
+
+class UnsafeWeightsError(ValueError):
+    """A weights file needs arbitrary code execution (pickled objects) to be read."""
+
+
+class WeightsMismatchError(ValueError):
+    """A state_dict does not fit the model: missing, unexpected or mis-shaped keys."""
+
+
+# -- reading ---------------------------------------------------------------------------------
+def _unpickler_reason(message: str) -> str:
+    """The line of a ``weights_only`` failure that names the offending object."""
+    if "WeightsUnpickler error:" in message:
+        tail = message.split("WeightsUnpickler error:", 1)[1].strip()
+        return tail.split(". Please use")[0].split("\n")[0].strip()
+    return message.splitlines()[0] if message else "unknown reason"
+
+
+def _read_torch_file(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "WeightsUnpickler" not in str(err):  # not a pickle torch understands
+            raise ValueError(f"cannot read {path} as a torch checkpoint: {err}") from None
+        raise UnsafeWeightsError(
+            f"refusing to load {path}: torch.load(weights_only=True) found pickle content "
+            f"beyond tensors and plain containers ({_unpickler_reason(str(err))}). Unpickling "
+            "it could run arbitrary code, so nothing was executed. Save trusted checkpoints as "
+            "a plain state_dict (torch.save(model.state_dict())) or as .safetensors."
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(
+            f"cannot read {path} as a torch checkpoint: {_unpickler_reason(str(err))}"
+        ) from err
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Read a weights file without executing code and return its canonical state_dict.
+
+    Parameters
+    ----------
+    path : path-like
+        ``.safetensors``, or ``.pth``/``.pt``/``.bin``/``.ckpt`` (torch zip or legacy format,
+        read with ``torch.load(weights_only=True)``).
+
+    Returns
+    -------
+    dict
+        ``{key: CPU tensor}`` with wrapper prefixes stripped (:func:`canonical_state_dict`).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    UnsafeWeightsError
+        The file would run code when unpickled.
+    ValueError
+        Unknown suffix or no state_dict inside.
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"weights file not found: {p}")
+    suffix = p.suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        obj: object = load_file(str(p), device="cpu")
+    elif suffix in {".pth", ".pt", ".bin", ".ckpt"}:
+        obj = _read_torch_file(p)
+    else:
+        raise ValueError(
+            f"unknown weights format {p.name!r}: expected .pth, .pt or .safetensors"
+        )
+    return canonical_state_dict(obj)
+
+
+def _unwrap_container(obj: object) -> Mapping:
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"expected a state_dict (mapping of tensors); got {type(obj).__name__}")
+    if obj and all(isinstance(v, Tensor) for v in obj.values()):
+        return obj
+    for key in _CONTAINER_KEYS:  # DINO checkpoints: {"teacher": ..., "student": ..., ...}
+        if isinstance(obj.get(key), Mapping):
+            return _unwrap_container(obj[key])
+    tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    if not tensors:
+        raise ValueError(f"no tensors found in checkpoint; top-level keys: {list(obj)[:10]}")
+    return tensors
+
+
+def canonical_state_dict(obj: object) -> dict[str, Tensor]:
+    """Checkpoint object -> ``{published key: tensor}``.
+
+    Unwraps containers (``{"teacher": sd}``, ``{"state_dict": sd}``, ``{"model": sd}``), keeps
+    the teacher of flat DINO dicts that hold both ``teacher.*`` and ``student.*``, strips
+    ``module.``, ``backbone.``, ``teacher.``/``student.`` prefixes and, when the encoder sat under
+    ``backbone.``, drops the keys outside it (e.g. a DINO projection ``head.*``).
+    """
+    sd = dict(_unwrap_container(obj))
+    if any(k.startswith("teacher.") for k in sd) and any(k.startswith("student.") for k in sd):
+        sd = {k: v for k, v in sd.items() if k.startswith("teacher.")}
+    stripped: dict[str, Tensor] = {}
+    in_backbone: set[str] = set()
+    for key, value in sd.items():
+        k = str(key)
+        while k.startswith(_WRAPPER_PREFIXES):
+            prefix = next(p for p in _WRAPPER_PREFIXES if k.startswith(p))
+            k = k[len(prefix):]
+            if prefix == "backbone.":
+                in_backbone.add(k)
+        if k in stripped:
+            raise ValueError(f"checkpoint key {key!r} collides with another after stripping "
+                             f"wrapper prefixes (as {k!r})")
+        stripped[k] = value
+    if in_backbone:
+        return {k: v for k, v in stripped.items() if k in in_backbone}
+    return stripped
+
+
+# -- checking --------------------------------------------------------------------------------
+def check_state_dict(model: TerraFM, sd: Mapping[str, Tensor]) -> list[str]:
+    """Verify that ``sd`` fits ``model``; return the fusion keys it lacks.
+
+    Raises
+    ------
+    WeightsMismatchError
+        Listing missing keys (other than fusion keys), unexpected keys and shape mismatches.
+    """
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = [k for k in expected if k not in sd]
+    missing_core = [k for k in missing if not k.startswith(FUSION_PREFIX)]
+    unexpected = [k for k in sd if k not in expected]
+    shapes = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {expected[k]}"
+        for k, v in sd.items() if k in expected and tuple(v.shape) != expected[k]
+    ]
+    if missing_core or unexpected or shapes:
+
+        def show(items: list[str]) -> str:
+            return ", ".join(items[:8]) + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
+
+        parts = []
+        if missing_core:
+            parts.append(f"missing keys: {show(missing_core)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {show(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatches: {show(shapes)}")
+        raise WeightsMismatchError(
+            f"weights do not fit {model.config.name} ({len(expected)} keys): " + "; ".join(parts)
+        )
+    return missing
+
+
+# -- hashing / conversion --------------------------------------------------------------------
+def _serialise(sd: Mapping[str, Tensor]) -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.detach().to("cpu").contiguous() for k, v in sd.items()})
+
+
+def state_dict_sha256(sd: Mapping[str, Tensor]) -> str:
+    """SHA-256 (hex) of the safetensors serialisation of ``sd`` (no metadata; deterministic)."""
+    return hashlib.sha256(_serialise(sd)).hexdigest()
+
+
+def _infer_config(sd: Mapping[str, Tensor]) -> TerraFMConfig:
+    cls = sd.get("cls_token")
+    if cls is None:
+        raise WeightsMismatchError("checkpoint has no 'cls_token'; not a TerraFM state_dict")
+    depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
+    for name in ("terrafm-b", "terrafm-l", "terrafm-tiny"):
+        cfg = get_config(name)
+        if cfg.embed_dim == cls.shape[-1] and cfg.depth == depth:
+            return cfg
+    raise WeightsMismatchError(
+        f"checkpoint width {cls.shape[-1]} / depth {depth} matches no known TerraFM variant"
+    )
+
+
+def convert_weights(src: str | os.PathLike | Mapping[str, Tensor], dst: str | os.PathLike,
+                    name: str | TerraFMConfig | None = None, overwrite: bool = False) -> str:
+    """Write a checked, canonical safetensors copy of a TerraFM checkpoint.
+
+    Parameters
+    ----------
+    src : path-like or mapping
+        ``.pth``/``.pt``/``.safetensors`` file (read safely) or a state_dict.
+    dst : path-like
+        Output ``.safetensors`` path. Written atomically (temporary file, then rename).
+    name : str, TerraFMConfig or None
+        Variant to check against; inferred from the tensor shapes when None.
+    overwrite : bool
+        Replace an existing ``dst`` (default False: refuse).
+
+    Returns
+    -------
+    str
+        SHA-256 (hex) of the written file; equals ``load_model(..., weights=dst).weights_sha256``.
+    """
+    sd = read_weights(src) if not isinstance(src, Mapping) else canonical_state_dict(src)
+    cfg = get_config(name) if name is not None else _infer_config(sd)
+    with torch.device("meta"):
+        skeleton = TerraFM(cfg)
+    check_state_dict(skeleton, sd)
+    out = Path(dst).expanduser()
+    if out.suffix.lower() != ".safetensors":
+        raise ValueError(f"dst must end in .safetensors; got {out.name!r}")
+    if not isinstance(src, Mapping) and out.resolve() == Path(src).expanduser().resolve():
+        raise ValueError(f"dst {out} is the source file")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True to replace it")
+    data = _serialise(sd)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- Hugging Face ----------------------------------------------------------------------------
+def _env_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def download_published_weights(name: str = "terrafm-b",
+                               cache_dir: str | os.PathLike | None = None) -> Path:
+    """Path of the published checkpoint in the Hugging Face cache, downloading it if online.
+
+    Raises
+    ------
+    ValueError
+        No published weights for ``name``.
+    RuntimeError
+        Offline or unreachable and not cached; the message says how to pass a local file.
+    """
+    cfg = get_config(name)
+    filename = _HF_VARIANTS.get(cfg.name)
+    if filename is None:
+        raise ValueError(
+            f"no published weights for {cfg.name!r}; published: {list(_HF_VARIANTS)}"
+        )
+    hint = (
+        f"Download {filename} from https://huggingface.co/{HF_REPO_ID} on a machine with "
+        f"internet access and pass the local file: "
+        f"xterrafm.load_model({cfg.name!r}, weights='/path/to/{filename}') "
+        "(or a .safetensors made with xterrafm.convert_weights)."
+    )
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as err:
+        raise RuntimeError(f"weights='hf' needs huggingface_hub (pip install xterrafm[hub]). "
+                           f"{hint}") from err
+    offline = _env_offline()
+    try:
+        path = hf_hub_download(
+            repo_id=HF_REPO_ID, filename=filename,
+            cache_dir=None if cache_dir is None else str(cache_dir),
+            local_files_only=offline,
+        )
+    except Exception as err:  # noqa: BLE001 - every failure mode gets the same advice
+        why = "offline mode (HF_HUB_OFFLINE) is set" if offline else type(err).__name__
+        raise RuntimeError(
+            f"could not get {filename} from the Hugging Face repo {HF_REPO_ID} ({why}; the file "
+            f"is not in the local cache). {hint}"
+        ) from err
+    return Path(path)
+
+
+# -- building --------------------------------------------------------------------------------
+def load_model(
+    name: str | TerraFMConfig = "terrafm-b",
+    weights: str | os.PathLike | Mapping[str, Tensor] | None = None,
+    device: str | torch.device | None = None,
+    *,
+    precision: str = "fp32",
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+) -> TerraFM:
+    """Build a TerraFM encoder in eval mode, optionally with weights.
+
+    Parameters
+    ----------
+    name : str or TerraFMConfig
+        ``"terrafm-b"`` (default), ``"terrafm-l"`` or ``"terrafm-tiny"``.
+    weights : None, path-like, ``"hf"`` or mapping
+        ``None``: random initialisation, deterministic for ``seed`` (no pretrained knowledge:
+        for tests and pipelines only). A ``.pth``/``.pt`` (``torch.load(weights_only=True)``)
+        or ``.safetensors`` path. ``"hf"``: TerraFM-B.pth from the MBZUAI/TerraFM Hugging Face
+        repo, cached in the user cache (``cache_dir`` to override). A state_dict mapping.
+    device : str, torch.device or None
+        Where to put the model (default CPU).
+    precision : str
+        ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` autocast for the forward pass.
+    seed : int
+        Seed of the random initialisation (also of the fusion parameters when a checkpoint
+        lacks them). The global RNG is left untouched.
+    cache_dir : path-like, optional
+        Hugging Face cache directory for ``weights="hf"``.
+
+    Returns
+    -------
+    TerraFM
+        In eval mode, with ``model.config`` and ``model.weights_sha256`` (SHA-256 of the
+        safetensors serialisation of the given tensors; of the full random state_dict for
+        ``weights=None``) and ``model.weights_source`` (a description of where they came from).
+
+    Raises
+    ------
+    WeightsMismatchError
+        Keys or shapes do not fit (fusion keys may be missing; they keep fresh values).
+    UnsafeWeightsError
+        The file would execute code when unpickled.
+    RuntimeError
+        ``"hf"`` while offline and not cached (the message says how to pass a local file).
+    """
+    cfg = get_config(name)
+    sd: dict[str, Tensor] | None = None
+    source = "random-init"
+    if isinstance(weights, Mapping):
+        sd = canonical_state_dict(weights)
+        source = "state_dict"
+    elif isinstance(weights, str) and weights.strip().lower() in {"hf", "huggingface"}:
+        path = download_published_weights(cfg.name, cache_dir=cache_dir)
+        sd = read_weights(path)
+        source = f"hf://{HF_REPO_ID}/{path.name}"
+    elif weights is not None:
+        sd = read_weights(weights)
+        source = str(Path(weights).expanduser())
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = TerraFM(cfg)
+    if sd is None:
+        digest = state_dict_sha256(model.state_dict())
+        source = f"random-init(seed={seed})"
+    else:
+        check_state_dict(model, sd)
+        model.load_state_dict(sd, strict=True)  # fusion keys may be missing: fresh, with a warning
+        digest = state_dict_sha256(sd)
+    model.weights_sha256 = digest
+    model.weights_source = source
+    model.precision = precision
+    if device is not None:
+        model = model.to(device)
+    return model.eval()
