@@ -7,7 +7,7 @@ Prints
    LocalCluster of processes, divided by the time of the bare model on the same windows already
    in memory (normalised), with the same batch size and the same total number of threads.
    Target on CPU: <= 1.15.
-2. ``memory``: peak resident memory per worker (max over workers, ``ru_maxrss``) when embedding
+2. ``memory``: peak resident memory per worker (max over workers, ``VmHWM``) when embedding
    the scene at 1x and at 4x its area, on fresh clusters; the 4x / 1x growth must be <= 1.2
    (streaming: memory does not follow the scene size).
 
@@ -88,23 +88,35 @@ def _cluster(workers: int):
 
 
 def _peak_rss_mib() -> float:
+    """Peak resident memory of this process's own image (``VmHWM``; ``ru_maxrss`` would
+    include the parent's peak, inherited across fork/exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _load(scene, chunk: int | None):
+    from xterrafm.io import load_stac
+
+    chunks = {"time": 1, "y": chunk, "x": chunk} if chunk else None
+    return load_stac(scene.item_collections["s2_l2a"], modality="s2_l2a", chunks=chunks)
+
+
 def run_end_to_end(scene, weights: str, model: str, workers: int, batch: int, tile: int,
-                   out: Path) -> dict:
+                   out: Path, chunk: int | None = None, wave_size: int | None = None) -> dict:
     """Embed the scene to Zarr on a fresh LocalCluster; wall time and worker peak memory."""
     from xterrafm.embedding import embed_to_zarr
-    from xterrafm.io import load_stac
 
     cluster, client = _cluster(workers)
     try:
-        cube = load_stac(scene.item_collections["s2_l2a"], modality="s2_l2a")
+        cube = _load(scene, chunk)
         t0 = time.perf_counter()
         summary = embed_to_zarr(cube, out, client=client, model=model, weights=weights,
-                                tile=tile, batch_size=batch, overwrite=True, progress=False)
+                                tile=tile, batch_size=batch, overwrite=True, progress=False,
+                                wave_size=wave_size or "auto")
         seconds = time.perf_counter() - t0
         rss = client.run(_peak_rss_mib)
     finally:
@@ -150,19 +162,24 @@ def main(argv: list[str] | None = None) -> dict:
                    help="model of the memory runs (default: --model)")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-ratio", action="store_true")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="reader chunk side in px (default: xterrafm.io's, 1120)")
+    p.add_argument("--memory-chunk", type=int, default=448,
+                   help="reader chunk side of the memory runs (small blocks: steady state)")
+    p.add_argument("--wave-size", type=int, default=None, help="blocks per wave (default: embed_to_zarr's 'auto')")
     p.add_argument("--workdir", default=None)
     a = p.parse_args(argv)
 
     root = Path(a.workdir or tempfile.mkdtemp(prefix="bench_embed-"))
     root.mkdir(parents=True, exist_ok=True)
     result: dict = {"machine": _machine(), "model": a.model, "side": a.side, "tile": a.tile,
-                    "batch": a.batch, "workers": a.workers}
+                    "batch": a.batch, "workers": a.workers, "chunk": a.chunk or 1120}
     try:
         scene = _scene(root, a.side)
         if not a.skip_ratio:
             weights = _weights(a.model, root)
             e2e = run_end_to_end(scene, weights, a.model, a.workers, a.batch, a.tile,
-                                 root / "e2e.zarr")
+                                 root / "e2e.zarr", a.chunk)
             bare = run_bare_model(scene, weights, a.model, a.workers, a.batch, a.tile)
             result.update(end_to_end_s=round(e2e["seconds"], 2), bare_model_s=round(bare["seconds"], 2),
                           windows=e2e["windows"], ratio=round(e2e["seconds"] / bare["seconds"], 3))
@@ -171,11 +188,13 @@ def main(argv: list[str] | None = None) -> dict:
             mem_model = a.memory_model or a.model
             weights = _weights(mem_model, root)
             one = run_end_to_end(scene, weights, mem_model, a.workers, a.batch, a.tile,
-                                 root / "mem1.zarr")
+                                 root / "mem1.zarr", a.memory_chunk, a.wave_size)
             big = _scene(root, 2 * a.side)
             four = run_end_to_end(big, weights, mem_model, a.workers, a.batch, a.tile,
-                                  root / "mem4.zarr")
-            result.update(memory_model=mem_model, peak_rss_1x_mib=round(one["peak_rss_mib"], 1),
+                                  root / "mem4.zarr", a.memory_chunk, a.wave_size)
+            result.update(memory_model=mem_model, memory_chunk=a.memory_chunk,
+                          wave_size=a.wave_size or "auto",
+                          blocks_1x=one["blocks"], blocks_4x=four["blocks"], peak_rss_1x_mib=round(one["peak_rss_mib"], 1),
                           peak_rss_4x_mib=round(four["peak_rss_mib"], 1),
                           windows_4x=four["windows"],
                           memory_growth=round(four["peak_rss_mib"] / one["peak_rss_mib"], 3))

@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.no_cpu_time:
         # CPU time of one thread: insensitive to other processes sharing the cores.
         torch.set_num_threads(1)
-        cpu = _figures(measure(model, x, args.modality, max(2, args.rounds // 2), args.iters,
+        cpu = _figures(measure(model, x, args.modality, args.rounds, args.iters,
                                "cpu"), flops, args.batch)
         res["cpu_time_1_thread"] = {"threads": 1, **cpu}
         torch.set_num_threads(threads)

@@ -2,7 +2,7 @@
 
 Writes a synthetic scene (``xterrafm.datasets.make_synthetic_scene``, S2 L2A only, native
 10/20/60 m COGs) of ``--side`` x ``--side`` px (default 4480) into a temporary folder (or
-``--workdir``), then for every combination of
+``--workdir``, reused on later runs), then for every combination of
 
 * source: ``local`` files, ``http`` (the ItemCollection and COGs served from a child process on
   127.0.0.1 with Range requests, :func:`xterrafm.testing.serve_http`);
@@ -50,15 +50,23 @@ def _machine() -> str:
             f"GDAL {rasterio.__gdal_version__}")
 
 
-def _scene(workdir: Path, side: int):
+def _scene(workdir: Path, side: int) -> tuple[Path, Path, int]:
+    """(root, S2 L2A ItemCollection, bytes of its COGs); reuses a scene already in workdir."""
     from xterrafm.datasets import make_synthetic_scene
 
-    t0 = time.perf_counter()
-    scene = make_synthetic_scene(workdir / f"scene_{side}", seed=0, width=side, height=side,
-                                 n_dates=1, modalities=("s2_l2a",), nodata_date=None,
-                                 overwrite=True)
-    print(f"# scene {side}x{side} px written in {time.perf_counter() - t0:.1f} s")
-    return scene
+    root = workdir / f"scene_{side}"
+    ic = root / "stac" / "item_collections" / "s2_l2a.json"
+    done = root / "complete"
+    if not done.exists():
+        t0 = time.perf_counter()
+        make_synthetic_scene(root, seed=0, width=side, height=side, n_dates=1,
+                             modalities=("s2_l2a",), nodata_date=None, overwrite=True)
+        done.write_text("ok")
+        print(f"# scene {side}x{side} px written in {time.perf_counter() - t0:.1f} s")
+    cogs = [p for p in (root / "data").rglob("*.tif") if p.name[0] == "B"]
+    if len(cogs) != 12:
+        raise RuntimeError(f"expected 12 band COGs under {root / 'data'}, found {len(cogs)}")
+    return root, ic, sum(p.stat().st_size for p in cogs)
 
 
 def _read_all(cube) -> float:
@@ -107,9 +115,7 @@ def main() -> None:
     else:
         workdir = args.workdir
         workdir.mkdir(parents=True, exist_ok=True)
-    scene = _scene(workdir, args.side)
-    ic = scene.item_collections["s2_l2a"]
-    file_bytes = sum(p.stat().st_size for p in scene.band_paths["s2_l2a"][0].values())
+    root, ic, file_bytes = _scene(workdir, args.side)
     cube_bytes = 12 * args.side * args.side * 4
     tiles = (args.side // 224) ** 2
     print(f"# machine: {_machine()}")
@@ -117,10 +123,10 @@ def main() -> None:
           f"{tiles} tiles of 224 px")
 
     results = []
-    with serve_http(scene.root) as srv:
+    with serve_http(root) as srv:
         sources = {
             "local": str(ic),
-            "http": srv.url + "/" + os.path.relpath(ic, scene.root).replace(os.sep, "/"),
+            "http": srv.url + "/" + os.path.relpath(ic, root).replace(os.sep, "/"),
         }
         for sched in ("threads", "cluster"):
             if sched == "threads":

@@ -94,8 +94,15 @@ def _fraction(text: str) -> float:
     return value
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show defaults and keep the epilog's layout."""
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the description's layout; show a default when it says something."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        silent = (None, False, argparse.SUPPRESS, 0, [])
+        if "default" in text or action.default in silent or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
 
 
 EMBED_DESCRIPTION = """\
@@ -171,7 +178,7 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         default=None,
         metavar="PX",
         help="spatial chunk size in pixels when reading (bounds memory per task); "
-        "default: a multiple of --tile near 1024",
+        "default: the reader's (1120 px, a multiple of 224)",
     )
     src.add_argument(
         "--synthetic-size",

@@ -114,18 +114,25 @@ def tiny_job_args() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def batch_scene_dir(synthetic_scene) -> Path:
-    """The session synthetic scene's folder (read-only; copy it before changing files)."""
-    return Path(synthetic_scene.root)
+def batch_scene(tmp_path_factory):
+    """A small S2 L2A synthetic scene (192 x 192 px, 2 dates): 18 blocks of the tiny job.
+
+    Read-only: tests that damage files copy it first.
+    """
+    from xterrafm.datasets import make_synthetic_scene
+
+    root = tmp_path_factory.mktemp("batch_scene")
+    return make_synthetic_scene(root, seed=0, width=192, height=192, n_dates=2,
+                                modalities=("s2_l2a",))
 
 
 @pytest.fixture(scope="session")
-def reference_store(tmp_path_factory, synthetic_scene, tiny_job_args) -> Path:
+def reference_store(tmp_path_factory, batch_scene, tiny_job_args) -> Path:
     """An undisturbed run of the tiny job on a LocalCluster (2 workers x 1 thread)."""
     from xterrafm.cli import main
 
     out = tmp_path_factory.mktemp("reference") / "emb.zarr"
-    source = str(synthetic_scene.item_collections["s2_l2a"])
+    source = str(batch_scene.item_collections["s2_l2a"])
     code = main(["embed", source, "--out", str(out), "--cluster", "local", "--n-workers", "2",
                  "--threads-per-worker", "1", "-q", *tiny_job_args])
     assert code == 0

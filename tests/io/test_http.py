@@ -73,10 +73,21 @@ def test_permanent_failure_names_href(synthetic_scene, url_of):
 
 def test_local_cluster_with_flaky_http(synthetic_scene, flaky_http_scene, url_of, local_s2):
     url = url_of(flaky_http_scene, synthetic_scene.item_collections["s2_l2a"])
-    cube = load_stac(url, modality="s2_l2a", chunks={"y": 224, "x": 224}, retry=OWN_RETRY)
+    # GDAL's retry only: passes only if the GDAL options reach the worker processes
+    gdal_only = RetryPolicy(attempts=1, gdal_http_max_retry=5, gdal_http_retry_delay_s=0.01)
+    cube = load_stac(url, modality="s2_l2a", chunks={"y": 224, "x": 224}, retry=gdal_only)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         got = client.compute(cube).result()
+        # a permanent failure reaches the client as AssetReadError naming the href
+        sc = synthetic_scene
+        bad = "/" + os.path.relpath(sc.band_paths["s2_l2a"][1]["B11"], sc.root)
+        with serve_http(sc.root, fail_paths=[bad]) as srv:
+            broken = load_stac(url_of(srv, sc.item_collections["s2_l2a"]), modality="s2_l2a",
+                               retry=RetryPolicy(attempts=2, backoff_s=0.01,
+                                                 gdal_http_max_retry=0))
+            with pytest.raises(AssetReadError, match="B11.tif"):
+                client.compute(broken).result()
     np.testing.assert_array_equal(got.values, local_s2.values)
     assert flaky_http_scene.stats()["failed"] > 0

@@ -57,7 +57,7 @@ def test_lambda_one_is_exactly_dino():
 
 
 def test_dual_center_uses_inverse_frequency_weights():
-    k, b = 5, 2
+    k = 5
     crit = DualCenteringDINOLoss(k, center_momentum=0.0, lam=0.5)
     teacher = torch.tensor([[1.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0]] * 2)
     crit.update_center(teacher, torch.tensor([3.0, 1.0]))

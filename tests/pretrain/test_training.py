@@ -113,3 +113,20 @@ def test_cli_runs_in_a_subprocess(pretrain_cube, tmp_path, fast_overrides):
     assert "teacher backbone exported" in proc.stdout
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     assert (out / "teacher_backbone.safetensors").exists()
+
+
+def test_default_synthetic_scene_without_data(tmp_path):
+    """Without --data the trainer writes a synthetic scene + training cube and trains on it."""
+    out = tmp_path / "synthetic"
+    code = main(["--config", "tiny", "--output", str(out), "--max-steps", "1",
+                 "--synthetic_size=224", "--tile_size=112", "--batch_size=2",
+                 "--num_workers=0", "--out_dim=256", "--progress=false",
+                 "--head_hidden_dim=64", "--head_bottleneck_dim=32", "--n_local_crops=1"])
+    assert code == 0
+    cube = out / "synthetic" / "training_cube.zarr"
+    assert (cube / "zarr.json").exists()
+    from xterrafm.data import TrainingCube
+
+    tc = TrainingCube(cube)
+    assert set(tc.modalities) == {"s1", "s2_l1c", "s2_l2a"} and tc.has_landcover
+    assert (out / "teacher_backbone.safetensors").exists()

@@ -153,6 +153,7 @@ class JobSummary:
     stores: list[StoreResult] = field(default_factory=list)
     wall_s: float = 0.0
     cluster: str = ""
+    peak_worker_rss_mib: float | None = None
 
     @property
     def embedded(self) -> int:
@@ -187,6 +188,7 @@ class JobSummary:
             "failed": self.failed,
             "wall_s": round(self.wall_s, 3),
             "windows_per_s": round(self.windows_per_s, 3),
+            "peak_worker_rss_mib": self.peak_worker_rss_mib,
             "stores": [vars(s) for s in self.stores],
         }
 
@@ -201,6 +203,8 @@ class JobSummary:
             ("wall time", f"{self.wall_s:.1f} s"),
             (f"{unit}/s", f"{self.windows_per_s:.2f}"),
         ]
+        if self.peak_worker_rss_mib is not None:
+            rows.append(("peak worker memory", f"{self.peak_worker_rss_mib:.0f} MiB"))
         lines = [f"xterrafm embed summary ({self.out}, on {self.cluster or 'n/a'})"]
         lines += [f"  {label + ':':<24}{value}" for label, value in rows]
         for s in self.stores:
@@ -298,8 +302,6 @@ def synthetic_scene_for(out: Path, size: int) -> Any:
         (tmp / ".complete").write_text("ok")
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
-    # Reopening is cheap: regenerate the metadata view in a scratch folder is not needed; the
-    # ItemCollection path is fixed by the datasets contract.
     return folder / "stac" / "item_collections" / "s2_l2a.json"
 
 
@@ -366,14 +368,42 @@ def open_job_cubes(job: EmbedJob) -> dict[str, Any]:
         for crs, group in group_items_by_crs(items).items():
             cube = xio.load_stac(group, modality=modality, bbox=job.bbox, crs=crs,
                                  chunks=chunks)
-            cubes[str(cube.odc.geobox.crs if crs is None else crs)] = cube
+            cubes[_crs_key(cube) if crs is None else str(crs)] = cube
     elif spec.kind == "geotiff":
-        cube = xio.open_geotiff(list(spec.hrefs), modality=job.modality, chunks=chunks)
-        cubes[str(cube.odc.geobox.crs)] = cube
+        if job.modality is None:
+            raise SourceError("GeoTIFF SOURCE needs --modality (s1, s2_l1c or s2_l2a)")
+        cube = xio.open_geotiff(_geotiff_paths(spec.hrefs, job.modality), job.modality,
+                                chunks=chunks)
+        cubes[_crs_key(cube)] = cube
     else:
-        cube = xio.open_zarr_cube(spec.hrefs[0], chunks=chunks)
-        cubes[str(cube.odc.geobox.crs)] = cube
+        cube = xio.open_zarr_cube(spec.hrefs[0], chunks=chunks or "auto")
+        if job.modality is not None:
+            cube.attrs["modality"] = job.modality
+        cubes[_crs_key(cube)] = cube
     return cubes
+
+
+def _crs_key(cube: Any) -> str:
+    """``"EPSG:<code>"`` of a cube's CRS when it has one, else its WKT."""
+    crs = cube.odc.geobox.crs
+    return f"EPSG:{crs.epsg}" if crs.epsg is not None else crs.to_wkt()
+
+
+def _geotiff_paths(hrefs: tuple[str, ...], modality: str) -> Any:
+    """One multi-band file as is; band files keyed by band name when their names say it.
+
+    A shell glob sorts ``B8A`` after ``B12``, so files named after bands are matched by name
+    rather than by order.
+    """
+    from xterrafm.bands import get_modality
+
+    if len(hrefs) == 1:
+        return hrefs[0]
+    names = {b.upper() for b in get_modality(modality).band_names}
+    stems = [Path(h.rsplit("/", 1)[-1]).stem.upper() for h in hrefs]
+    if all(stem in names for stem in stems) and len(set(stems)) == len(stems):
+        return dict(zip(stems, hrefs, strict=True))
+    return list(hrefs)
 
 
 def store_paths(out: Path, crs_keys: list[str]) -> dict[str, tuple[str, str | None]]:
@@ -421,13 +451,14 @@ def _store_status(store: str) -> tuple[int, int, int]:
     else:
         shape.pop(-3)
     total = math.prod(shape)
+    from fsspec.core import url_to_fs
+
+    fs, root = url_to_fs(str(store))
     done_cells = done_blocks = 0
-    markers = Path(store) / ".xterrafm" / "blocks"
-    if markers.is_dir():
-        for marker in markers.glob("*.json"):
-            counts = json.loads(marker.read_text())
-            done_cells += int(counts.get("cells_embedded", 0)) + int(counts.get("cells_empty", 0))
-            done_blocks += 1
+    for marker in fs.glob(root.rstrip("/") + "/.xterrafm/blocks/*.json"):
+        counts = json.loads(fs.cat_file(marker))
+        done_cells += int(counts.get("cells_embedded", 0)) + int(counts.get("cells_empty", 0))
+        done_blocks += 1
     return total, done_cells, done_blocks
 
 
@@ -459,12 +490,15 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
     """
     from xterrafm.embedding import FingerprintMismatchError, embed_to_zarr
 
-    t0 = time.perf_counter()
     cubes = open_job_cubes(job)
+    t0 = time.perf_counter()  # wall time: cluster, embedding, writing (not scene generation)
     targets = store_paths(job.out, list(cubes))
     level = str(job.embed_kwargs.get("level", "tile"))
     summary = JobSummary(out=str(job.out), level=level)
     if len(targets) > 1:
+        if "://" in str(job.out):
+            raise SourceError("an area spanning several CRSs needs a local --out for now "
+                              f"({len(targets)} CRSs: {', '.join(targets)})")
         log.info("the area spans %d CRSs: one group per CRS in %s", len(targets), job.out)
         _prepare_root(job.out, [g for _, g in targets.values() if g], job.overwrite)
     with open_cluster(job.cluster, local=job.local, gateway=job.gateway) as running:
@@ -506,7 +540,8 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
             result.blocks_written = done.blocks_written
             result.blocks_resumed = done.blocks_skipped
             result.waves = done.waves
-    if job.preview:
+        summary.peak_worker_rss_mib = _peak_rss_mib(running.client)
+    if job.preview and "://" not in str(job.out):
         from xterrafm.batch.preview import write_preview
 
         for result in summary.stores:
@@ -519,6 +554,26 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
                 log.warning("could not write the preview %s: %s", png, err)
     summary.wall_s = time.perf_counter() - t0
     return summary
+
+
+def _max_rss_mib() -> float:
+    """Peak resident memory of the calling process in MiB (Linux/macOS)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def _peak_rss_mib(client: Any) -> float | None:
+    """Largest peak RSS over the cluster's worker processes (this process without a client)."""
+    try:
+        if client is None:
+            return _max_rss_mib()
+        return max(client.run(_max_rss_mib).values(), default=None)
+    except Exception as err:  # noqa: BLE001 - a figure for the summary, never fatal
+        log.debug("could not read worker memory: %s", err)
+        return None
 
 
 def _account_failure(result: StoreResult, store: str) -> None:

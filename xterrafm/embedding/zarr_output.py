@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -326,6 +327,17 @@ def _written_counts(emb: xr.DataArray, store: str, resources: dict | None) -> da
                              store=store, emb_axis=emb_axis)
 
 
+def _auto_wave_size(client: Any) -> int:
+    """4 blocks per dask thread (at least 4): keeps workers busy while bounding what the
+    scheduler reads ahead, so memory does not grow with the scene."""
+    if client is not None:
+        workers = client.scheduler_info(n_workers=-1).get("workers", {})
+        threads = sum(int(w.get("nthreads", 1)) for w in workers.values()) or 1
+    else:
+        threads = int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+    return max(4, 4 * threads)
+
+
 def _waves(items: list, size: int | None) -> Iterable[list]:
     if not size or size >= len(items):
         if items:
@@ -336,7 +348,7 @@ def _waves(items: list, size: int | None) -> Iterable[list]:
 
 
 def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | None = None, *,
-                 client: Any = None, wave_size: int | None = None,
+                 client: Any = None, wave_size: int | str | None = "auto",
                  on_wave: Callable[[EmbedSummary], Any] | None = None, progress: bool = True,
                  summary: EmbedSummary | None = None) -> EmbedSummary:
     """Compute the given blocks of ``emb`` and write each into its region of ``store``.
@@ -351,9 +363,11 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
         Block indices to write (default: :func:`pending_blocks`).
     client : distributed.Client, optional
         Compute on this client (default: the current one, else the local dask scheduler).
-    wave_size : int, optional
+    wave_size : int, "auto" or None
         Submit at most this many blocks at a time, bounding graph size and memory for very
-        large jobs (default: all at once).
+        large jobs. ``"auto"`` (default): 4 blocks per dask thread (at least 4) — submitting
+        everything at once lets the scheduler read ahead, and worker memory then grows with
+        the scene. None: all at once.
     on_wave : callable, optional
         Called with the running :class:`EmbedSummary` after each wave (a hook for batch jobs:
         logging, checkpoints, stopping by raising).
@@ -374,6 +388,8 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
         summary = EmbedSummary(store=store, level=str(emb.attrs.get("level")),
                                blocks_total=len(_all_blocks(emb)))
     client = get_client(client)
+    if wave_size == "auto":
+        wave_size = _auto_wave_size(client)
     resources = None
     if emb.data.dask.layers:
         for layer in emb.data.dask.layers.values():
@@ -423,7 +439,7 @@ class _TaskBar(dask.callbacks.Callback):
 
 
 def embed_to_zarr(cube: xr.DataArray | xr.Dataset, store: str, *, client: Any = None,
-                  overwrite: bool = False, wave_size: int | None = None,
+                  overwrite: bool = False, wave_size: int | str | None = "auto",
                   on_wave: Callable[[EmbedSummary], Any] | None = None, progress: bool = True,
                   zarr_format: int = 3, **embed_kwargs: Any) -> EmbedSummary:
     """Embed a cube into a Zarr store, block by block, resumably.
@@ -438,8 +454,9 @@ def embed_to_zarr(cube: xr.DataArray | xr.Dataset, store: str, *, client: Any = 
         Compute on this client (default: the current one, else the local dask scheduler).
     overwrite : bool
         Replace an existing store instead of resuming into it.
-    wave_size : int, optional
-        Blocks per submitted wave (default: all at once); bounds the graph of very large jobs.
+    wave_size : int, "auto" or None
+        Blocks per submitted wave; bounds the graph and worker memory of large jobs
+        (``"auto"``: 4 per dask thread, see :func:`write_blocks`; None: all at once).
     on_wave : callable, optional
         Called with the running :class:`EmbedSummary` after each wave.
     progress : bool

@@ -143,7 +143,9 @@ class RetryingRioReader(RioReader):
         msg = (f"failed to read {uri} (band {self._src.band}) after {attempts} attempt(s): "
                f"{type(last).__name__}: {last}")
         if cfg.fail_on_error:
-            raise AssetReadError(msg) from last
+            # no exception chaining: rasterio errors do not pickle with their causes, and the
+            # error must cross process boundaries (distributed workers) as AssetReadError
+            raise AssetReadError(msg) from None
         log.warning("%s; leaving these pixels as nodata (fill_failed=True)", msg)
         if dst is not None:
             return np.s_[0:0, 0:0], dst[0:0, 0:0]

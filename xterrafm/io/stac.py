@@ -131,7 +131,8 @@ def _filter_items(
         if t is not None and ((start and t < start) or (end and t > end)):
             continue
         if bbox is not None and item.bbox is not None:
-            x0, y0, x1, y1 = item.bbox[:2] + item.bbox[-2:] if len(item.bbox) == 6 else item.bbox
+            b = item.bbox
+            x0, y0, x1, y1 = (b[0], b[1], b[3], b[4]) if len(b) == 6 else b
             if x1 < bbox[0] or x0 > bbox[2] or y1 < bbox[1] or y0 > bbox[3]:
                 continue
         out.append((item, base))
@@ -269,7 +270,7 @@ def _asset_band_entries(asset: pystac.Asset) -> list[Mapping[str, Any]]:
     return list(fields.get("eo:bands") or fields.get("bands") or [])
 
 
-def _asset_names(key: str, asset: pystac.Asset) -> tuple[list[str], list[str]]:
+def _asset_names(asset: pystac.Asset) -> tuple[list[str], list[str]]:
     """(band names, common names) that an asset declares (eo:bands or STAC 1.1 bands)."""
     names, commons = [], []
     for b in _asset_band_entries(asset):
@@ -300,7 +301,7 @@ def _find_asset(item: pystac.Item, names: Sequence[str], label: str) -> str | No
     wanted = {n.lower() for n in names}
     best: tuple[int, int, str] | None = None
     for key, asset in item.assets.items():
-        bnames, commons = _asset_names(key, asset)
+        bnames, commons = _asset_names(asset)
         if key.lower() in wanted:
             prio = 0
         elif any(n.lower() in wanted for n in bnames):
@@ -387,7 +388,8 @@ def _canonical_item(
             raise BandNotFoundError(
                 f"band {name!r} of modality {spec.name!r} not found in STAC item {item.id!r}; "
                 f"looked for asset keys / eo:bands names / common names {list(aliases)}; "
-                f"the item has asset keys {sorted(item.assets)}"
+                f"the item has asset keys {sorted(item.assets)} (collection "
+                f"{item.collection_id!r}; if the source mixes collections, pass collections=)"
             )
         src = item.assets[key]
         href = src.href
@@ -531,8 +533,11 @@ def load_stac(
         ``scale`` and ``offset`` (per band, as applied, from the first time step),
         ``calibration_source`` (``"raster:bands"``, ``"s2:processing_baseline"``,
         ``"acquisition date"`` or ``"none"``), ``harmonized`` (whether a baseline offset was
-        applied), ``nodata_to_nan``, ``resampling``, ``cloud_mask`` (``"none"`` or the SCL
-        classes), ``source_nodata``.
+        applied, 0/1), ``nodata_to_nan`` (1), ``source_nodata`` (per band), ``resampling``,
+        ``cloud_mask`` (``"none"`` or ``"scl:3,8,9,10"``), ``fill_failed`` (0/1), ``reader``.
+        ``item_ids`` lists every item loaded, in load order; with ``groupby="time"`` several
+        items (tiles of one pass) may share a time step. Attribute values are JSON-friendly
+        (str, int, float, lists), so they survive Zarr.
 
     Raises
     ------

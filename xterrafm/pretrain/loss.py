@@ -92,6 +92,7 @@ class DualCenteringDINOLoss(nn.Module):
         self.lam = lam
         self.register_buffer("center_batch", torch.zeros(1, out_dim))
         self.register_buffer("center_class", torch.zeros(1, out_dim))
+        self.last_teacher_entropy = float("nan")
 
     @property
     def center(self) -> torch.Tensor:
@@ -141,7 +142,11 @@ class DualCenteringDINOLoss(nn.Module):
         if student_logits.shape[0] % b:
             raise ValueError("student_logits rows must be a multiple of the batch size")
         n_views = student_logits.shape[0] // b
-        t = self.teacher_probabilities(teacher_logits.detach(), teacher_temp).chunk(g)
+        probs = self.teacher_probabilities(teacher_logits.detach(), teacher_temp)
+        # mean entropy of the teacher distributions (nats): ln K means collapse to uniform,
+        # 0 collapse to one prototype; logged to watch for either.
+        self.last_teacher_entropy = float(-(probs * probs.clamp_min(1e-30).log()).sum(-1).mean())
+        t = probs.chunk(g)
         s = F.log_softmax(student_logits.float() / self.student_temp, dim=-1).chunk(n_views)
         total = student_logits.new_zeros((), dtype=torch.float32)
         n_terms = 0

@@ -369,6 +369,7 @@ def _train(config: PretrainConfig, data: Sequence[object] | None, output: Path, 
                 log.log({
                     "step": step, "epoch": epoch, "loss": loss_value, "lr": lr,
                     "weight_decay": wd, "teacher_temp": t_temp, "teacher_momentum": momentum,
+                    "teacher_entropy": criterion.last_teacher_entropy,
                     "samples_per_s": n_acc * global_batch / max(time_acc, 1e-9),
                     "data_wait_fraction": wait_acc / max(time_acc, 1e-9),
                 })
