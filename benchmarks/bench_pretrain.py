@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import xarray as xr
 from torch.utils.data import DataLoader
 
-from xterrafm.data import TileDataset
+from xterrafm.data import TileDataset, open_training_cube
 from xterrafm.normalization import normalize
 from xterrafm.pretrain import build_dataset, load_config, train
 
@@ -90,17 +89,20 @@ def xbatcher_rate(cube: Path, tile: int) -> tuple[float, int]:
     """Windows/s of xbatcher.BatchGenerator over the same cube, reading the same content."""
     import xbatcher
 
-    ds = xr.open_zarr(cube, chunks=None)
+    ds = open_training_cube(cube)  # lazy, no dask: xbatcher indexes the zarr arrays
     mods = [m for m in ("s1", "s2_l1c", "s2_l2a") if m in ds]
-    sub = ds[[*mods, "landcover"]].isel({f"{m}_time": 0 for m in mods})
-    gen = xbatcher.BatchGenerator(sub, input_dims={"y": tile, "x": tile})
+    # one generator per variable (their band dims differ), walking the same windows in step
+    arrays = {m: ds[m].isel({f"{m}_time": 0}).transpose(f"{m}_band", "y", "x") for m in mods}
+    arrays["landcover"] = ds["landcover"]
+    gens = {k: xbatcher.BatchGenerator(a, input_dims={"y": tile, "x": tile})
+            for k, a in arrays.items()}
     t0 = time.perf_counter()
     n = 0
-    for window in gen:
-        for m in mods:
-            x = window[m].transpose(f"{m}_band", "y", "x").values
-            np.nan_to_num(normalize(x, m))
-        _ = window["landcover"].values
+    for windows in zip(*gens.values(), strict=True):
+        for name, window in zip(gens, windows, strict=True):
+            values = window.values
+            if name != "landcover":
+                np.nan_to_num(normalize(values, name))
         n += 1
     return n / (time.perf_counter() - t0), n
 

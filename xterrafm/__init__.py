@@ -37,13 +37,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'xterrafm' has no attribute {name!r}")
 
 
-def _register_accessors() -> None:
-    # The accessor module only imports xarray; it pulls torch when .embed() is called.
-    try:
-        importlib.import_module("xterrafm.accessor")
-    except ModuleNotFoundError as err:  # pragma: no cover - during bootstrap only
-        if err.name != "xterrafm.accessor":
-            raise
-
-
-_register_accessors()
+# Registers the ``.terrafm`` accessors; it imports xarray only (torch loads on first .embed()).
+from xterrafm import accessor as _accessor  # noqa: E402,F401

@@ -128,12 +128,12 @@ def batch_scene(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def reference_store(tmp_path_factory, batch_scene, tiny_job_args) -> Path:
-    """An undisturbed run of the tiny job on a LocalCluster (2 workers x 1 thread)."""
+    """An undisturbed run of the tiny job (threaded scheduler, in this process)."""
     from xterrafm.cli import main
 
     out = tmp_path_factory.mktemp("reference") / "emb.zarr"
     source = str(batch_scene.item_collections["s2_l2a"])
-    code = main(["embed", source, "--out", str(out), "--cluster", "local", "--n-workers", "2",
-                 "--threads-per-worker", "1", "-q", *tiny_job_args])
+    code = main(["embed", source, "--out", str(out), "--cluster", "threads", "-q",
+                 *tiny_job_args])
     assert code == 0
     return out

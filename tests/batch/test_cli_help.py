@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -19,22 +18,15 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return {}
 
 
-def test_top_level_help_lists_commands_and_exit_codes() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "xterrafm", "--help"], capture_output=True, text=True, timeout=60
-    )
+def test_console_script_top_level_help_lists_commands_and_exit_codes() -> None:
+    # (python -m xterrafm runs the same main(); examples/batch_job.sh exercises it)
+    exe = shutil.which("xterrafm")
+    assert exe is not None, "the xterrafm console script is not installed (pip install -e .)"
+    proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "embed" in proc.stdout
     for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "130", "143"):
         assert f"\n  {code}" in proc.stdout, code
-
-
-def test_console_script_matches_module() -> None:
-    exe = shutil.which("xterrafm")
-    assert exe is not None, "the xterrafm console script is not installed (pip install -e .)"
-    proc = subprocess.run([exe, "embed", "--help"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert "--cluster" in proc.stdout and "--gateway-address" in proc.stdout
 
 
 @pytest.mark.parametrize("name", sorted(_subparsers(build_parser())))

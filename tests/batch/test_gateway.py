@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -40,11 +41,12 @@ def _assert_no_clusters(gateway_server, address: str) -> None:
     assert not clusters_dir.exists() or not any(clusters_dir.iterdir())
 
 
-def test_embed_on_a_gateway_cluster_then_shut_it_down(gateway_server, tmp_path: Path) -> None:
+def test_embed_on_a_gateway_cluster_then_shut_it_down(gateway_server, tmp_path: Path,
+                                                      capsys) -> None:
     out = tmp_path / "gateway" / "emb.zarr"
     code = main(["embed", "--out", str(out), "--cluster", "gateway",
                  "--gateway-address", gateway_server.address, "--workers", "1",
-                 "--worker-cores", "1", "--worker-memory", "1.5GiB", "-v", *TINY])
+                 "--worker-cores", "1", "--worker-memory", "1.5GiB", *TINY])
     assert code == EXIT_OK
     emb = _open(out)
     assert emb.dims == ("time", "embedding", "y", "x")
@@ -53,9 +55,11 @@ def test_embed_on_a_gateway_cluster_then_shut_it_down(gateway_server, tmp_path: 
     assert np.isfinite(emb.values).any()
     assert (out.parent / "emb_preview.png").stat().st_size > 0
     # the work ran on a gateway cluster, which was stopped afterwards
-    log = gateway_server.log_text()
-    assert "Starting cluster" in log or "Cluster" in log
+    captured = capsys.readouterr()
+    name = re.search(r"Dask Gateway cluster (\w+) created", captured.err).group(1)
+    assert f"on gateway cluster {name}" in captured.out
     _assert_no_clusters(gateway_server, gateway_server.address)
+    assert f"Stopping cluster {name}" in gateway_server.log_text()
 
     # the same job on the threaded scheduler gives the same store
     ref = tmp_path / "threads" / "emb.zarr"
@@ -77,7 +81,7 @@ def test_gateway_cluster_is_shut_down_when_the_job_fails(gateway_server, tmp_pat
         "--cluster", "gateway", "--gateway-address", gateway_server.address, "--workers", "1",
         *TINY])
     assert code == EXIT_FAILURE
-    assert str(bad.name) in capsys.readouterr().err
+    assert str(bad) in capsys.readouterr().err
     _assert_no_clusters(gateway_server, gateway_server.address)
 
 

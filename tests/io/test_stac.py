@@ -175,3 +175,23 @@ def test_custom_chunks_and_bbox(synthetic_scene):
     sub = load_stac(sc.item_collections["s1"], modality="s1",
                     bbox=(lon0, lat0, (lon0 + lon1) / 2, (lat0 + lat1) / 2))
     assert 0 < sub.sizes["x"] < sc.width and 0 < sub.sizes["y"] < sc.height
+
+
+def test_missing_local_file_names_path(synthetic_scene, tmp_path):
+    from xterrafm.io import AssetReadError
+
+    sc = synthetic_scene
+    doc = json.loads(sc.item_collections["s1"].read_text())
+    for feat in doc["features"]:
+        for a in feat["assets"].values():
+            a["href"] = str((sc.item_collections["s1"].parent / a["href"]).resolve())
+    gone = str(tmp_path / "gone_vh.tif")
+    doc["features"][0]["assets"]["vh"]["href"] = gone
+    path = tmp_path / "s1.json"
+    path.write_text(json.dumps(doc))
+    cube = load_stac(path, modality="s1")  # metadata only: fine
+    with pytest.raises(AssetReadError, match="gone_vh.tif"):
+        cube.compute()
+    filled = load_stac(path, modality="s1", fill_failed=True).compute()
+    assert np.isnan(filled.isel(time=0).sel(band="VH")).all()
+    assert np.isfinite(filled.isel(time=0).sel(band="VV")).any()

@@ -305,8 +305,11 @@ def _train(config: PretrainConfig, data: Sequence[object] | None, output: Path, 
     if config.num_workers > 0:
         loader_kwargs["prefetch_factor"] = 2
     loader = DataLoader(dataset, **loader_kwargs)
-    dataset.set_epoch(epoch, consumed)
-    batches = iter(loader)
+    units_epoch = dataset.units_per_epoch(config.num_workers, epoch)
+    batches = pending = None
+    if consumed < units_epoch:
+        dataset.set_epoch(epoch, consumed)
+        batches = iter(loader)
 
     log = MetricsLog(output / METRICS_NAME if env.rank == 0 else None,
                      total=max_steps, initial=step, progress=config.progress)
@@ -316,14 +319,20 @@ def _train(config: PretrainConfig, data: Sequence[object] | None, output: Path, 
     try:
         while step < max_steps:
             t0 = time.perf_counter()
-            try:
-                batch = next(batches)
-            except StopIteration:
-                epoch, consumed = epoch + 1, 0
-                dataset.set_epoch(epoch, 0)
-                batches = iter(loader)
-                batch = next(batches)
+            if batches is None or consumed >= units_epoch:  # the epoch is over
+                if batches is not None:
+                    epoch, consumed = epoch + 1, 0
+                batches, pending = pending, None
+                if batches is None:
+                    dataset.set_epoch(epoch, 0)
+                    batches = iter(loader)
+                units_epoch = dataset.units_per_epoch(config.num_workers, epoch)
+            batch = next(batches)
             consumed += 1
+            if config.num_workers > 0 and consumed == units_epoch:
+                # start the next epoch's workers now, so that they read while this step runs
+                dataset.set_epoch(epoch + 1, 0)
+                pending = iter(loader)
             batch = _to_device(batch, env.device)
             t_data = time.perf_counter()
 

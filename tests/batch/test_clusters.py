@@ -1,0 +1,51 @@
+"""``--cluster ADDRESS`` uses a running scheduler and leaves it running."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from distributed import Client, LocalCluster
+
+from xterrafm.batch.clusters import ClusterError, GatewayOptions, gateway_cluster_options
+from xterrafm.cli import EXIT_OK, main
+
+
+def test_running_scheduler_is_used_and_left_running(batch_scene, reference_store: Path,
+                                                    tiny_job_args: list[str],
+                                                    tmp_path: Path) -> None:
+    out = tmp_path / "emb.zarr"
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None,
+                      host="127.0.0.1") as cluster:
+        code = main(["embed", str(batch_scene.item_collections["s2_l2a"]), "--out", str(out),
+                     "--cluster", cluster.scheduler_address, "-q", *tiny_job_args])
+        assert code == EXIT_OK
+        with Client(cluster) as client:
+            assert len(client.scheduler_info()["workers"]) == 1  # still up, still ours
+            # the worker built the model: the job ran there, not in this process
+            stats = client.run(lambda: __import__("xterrafm.embedding.runtime",
+                                                  fromlist=["stats"]).stats())
+            assert any(s["cached_models"] for s in stats.values())
+    ds = xr.open_zarr(out, consolidated=False)
+    np.testing.assert_array_equal(ds["embeddings"].values,
+                                  xr.open_zarr(reference_store, consolidated=False)
+                                  ["embeddings"].values)
+
+
+def test_gateway_options_memory_in_gib_and_unknown_options_named() -> None:
+    from dask_gateway.options import Float, Integer, Options
+
+    full = Options(Integer("worker_cores", 1, min=1, max=8), Float("worker_memory", 2.0),
+                   Integer("gpu", 0, min=0, max=1))
+    opts = gateway_cluster_options(full, GatewayOptions(worker_cores=4, worker_memory="6GiB",
+                                                        gpu=1))
+    assert dict(opts) == {"worker_cores": 4, "worker_memory": 6.0, "gpu": 1}
+    opts = gateway_cluster_options(Options(Float("worker_memory", 2.0)),
+                                   GatewayOptions(worker_memory="3"))
+    assert opts["worker_memory"] == 3.0
+    with pytest.raises(ClusterError, match="gpu.*worker_cores"):
+        gateway_cluster_options(Options(Integer("worker_cores", 1)), GatewayOptions(gpu=1))
+    with pytest.raises(ClusterError, match="rejected gpu=4"):
+        gateway_cluster_options(full, GatewayOptions(gpu=4))
