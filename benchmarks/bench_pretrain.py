@@ -8,8 +8,9 @@ Measures, on a synthetic scene written to a Zarr training cube (chunks of 224 px
    wall time the training loop waits for data, from a real ``xterrafm.pretrain.train`` run
    with ``--workers`` workers (the goal: data wait <= 5 % with 2 workers);
 3. raw window reads: tiles/s of ``TileDataset`` (chunk-aligned reads, no views) against
-   xbatcher's ``BatchGenerator`` reading the same 112 px windows (one date per modality and
-   the land cover) from the same Zarr cube, and their ratio.
+   xbatcher's ``BatchGenerator`` reading the same 112 px windows (date 0 of every modality
+   and the land cover, normalised) from the same Zarr cube, and their ratio (best of 3
+   interleaved rounds each).
 
 Not a test: run by hand, ``python benchmarks/bench_pretrain.py [--size 896] [--steps 40]
 [--workers 2] [--write]``; ``--write`` replaces the "Pretraining" section of
@@ -77,9 +78,17 @@ def train_rates(config, cube: Path, steps: int, out: Path) -> dict[str, float]:
     }
 
 
+def first_date_cube(cube: Path):
+    """The training cube restricted to date 0 of every modality (lazy, no dask)."""
+    ds = open_training_cube(cube)
+    mods = [m for m in ("s1", "s2_l1c", "s2_l2a") if m in ds]
+    return ds[[*mods, "landcover"]].isel({f"{m}_time": [0] for m in mods}), mods
+
+
 def ours_raw_rate(cube: Path, tile: int) -> tuple[float, int]:
-    """Tiles/s of TileDataset reading raw normalised tiles (one date per modality)."""
-    ds = TileDataset(cube, tile_size=tile, sampling="uniform", min_valid_fraction=0.0)
+    """Tiles/s of TileDataset reading raw normalised tiles (date 0 of every modality)."""
+    ds_xr, _ = first_date_cube(cube)
+    ds = TileDataset(ds_xr, tile_size=tile, sampling="uniform", min_valid_fraction=0.0)
     t0 = time.perf_counter()
     n = sum(1 for _ in ds)
     return n / (time.perf_counter() - t0), n
@@ -89,8 +98,7 @@ def xbatcher_rate(cube: Path, tile: int) -> tuple[float, int]:
     """Windows/s of xbatcher.BatchGenerator over the same cube, reading the same content."""
     import xbatcher
 
-    ds = open_training_cube(cube)  # lazy, no dask: xbatcher indexes the zarr arrays
-    mods = [m for m in ("s1", "s2_l1c", "s2_l2a") if m in ds]
+    ds, mods = first_date_cube(cube)
     # one generator per variable (their band dims differ), walking the same windows in step
     arrays = {m: ds[m].isel({f"{m}_time": 0}).transpose(f"{m}_band", "y", "x") for m in mods}
     arrays["landcover"] = ds["landcover"]
@@ -105,6 +113,16 @@ def xbatcher_rate(cube: Path, tile: int) -> tuple[float, int]:
                 np.nan_to_num(normalize(values, name))
         n += 1
     return n / (time.perf_counter() - t0), n
+
+
+def best_of(rounds: int, *funcs):
+    """Interleave ``rounds`` runs of each rate function; keep each one's best (fastest) run."""
+    best = [(0.0, 0)] * len(funcs)
+    for _ in range(rounds):
+        for i, f in enumerate(funcs):
+            rate = f()
+            best[i] = max(best[i], rate)
+    return best
 
 
 def machine() -> str:
@@ -144,8 +162,9 @@ def main() -> None:
                                       "checkpoint_every": 10_000, "total_steps": 100})
         ld_rate, ld_n = loader_rate(config, cube, args.workers, args.epochs)
         tr = train_rates(config, cube, args.steps, root / "run")
-        ours, n_ours = ours_raw_rate(cube, config.tile_size)
-        xb, n_xb = xbatcher_rate(cube, config.tile_size)
+        (ours, n_ours), (xb, n_xb) = best_of(
+            3, lambda: ours_raw_rate(cube, config.tile_size),
+            lambda: xbatcher_rate(cube, config.tile_size))
     views = 2 + config.n_local_crops
     lines = [
         SECTION, "",
@@ -162,7 +181,7 @@ def main() -> None:
         f"| training run, {args.workers} workers: samples/s | {tr['samples_per_s']:.1f} |",
         f"| training run: data-wait fraction (goal <= 5 %) | "
         f"{100 * tr['data_wait_fraction']:.1f} % |",
-        f"| raw tiles/s, TileDataset (chunk-aligned) | {ours:.1f} ({n_ours} tiles) |",
+        f"| raw tiles/s (date 0), TileDataset (chunk-aligned) | {ours:.1f} ({n_ours} tiles) |",
         f"| raw windows/s, xbatcher BatchGenerator, same windows | {xb:.1f} ({n_xb}) |",
         f"| ratio TileDataset / xbatcher | {ours / xb:.2f} |", "",
         "Loader rate over train-step consumption: "

@@ -33,7 +33,7 @@ def _embeddings(store: Path) -> np.ndarray:
 
 
 def _markers(store: Path) -> list[Path]:
-    folder = store / ".xterrafm" / "blocks"
+    folder = store / "embeddings" / ".xterrafm" / "blocks"
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,11 @@ def test_two_utm_zones_give_two_groups_and_a_rerun_resumes(tmp_path: Path, capsy
     root = zarr.open_group(str(out), mode="r")
     assert root.attrs[CRS_GROUPS_ATTR] == ["EPSG_32632", "EPSG_32633"]
     for group, epsg, nx in (("EPSG_32632", 32632, 2), ("EPSG_32633", 32633, 3)):
-        emb = xr.open_zarr(out, group=group, decode_coords="all", consolidated=False)["embeddings"]
+        for consolidated in (None, True, False):
+            with warnings.catch_warnings():  # the root's consolidated metadata lists the groups
+                warnings.simplefilter("error")
+                emb = xr.open_zarr(out, group=group, decode_coords="all",
+                                   consolidated=consolidated)["embeddings"]
         assert emb.rio.crs.to_epsg() == epsg
         assert emb.sizes["x"] == nx and emb.sizes["y"] == 2
         valid = np.isfinite(emb.values).all(axis=1)  # the scene's nodata wedge may empty one

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,8 @@ import xterrafm
 from xterrafm.embedding import FingerprintMismatchError, embed_to_zarr, runtime
 
 KW = dict(model="terrafm-tiny", tile=64, block_cells=1, progress=False)
+#: Where a store keeps its per-block completion markers (under the array, unseen by Zarr).
+MARKERS = Path("embeddings", ".xterrafm", "blocks")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +73,7 @@ def test_refuses_a_store_with_other_settings(cube_store, tmp_path, tiny_weights)
     cube = open_cube(cube_store)
     store = tmp_path / "emb.zarr"
     embed_to_zarr(cube, store, weights=tiny_weights, wave_size=5, **KW)
-    markers = sorted(os.listdir(store / ".xterrafm" / "blocks"))
+    markers = sorted(os.listdir(store / MARKERS))
     for change, field in [(dict(stride=32), "stride"), (dict(normalize=None), "normalization"),
                           (dict(weights=None), "weights_sha256"), (dict(level="patch"), "level"),
                           (dict(min_valid=0.9), "min_valid")]:
@@ -79,7 +82,7 @@ def test_refuses_a_store_with_other_settings(cube_store, tmp_path, tiny_weights)
             embed_to_zarr(cube, store, **kw)
     with pytest.raises(FingerprintMismatchError, match="grid differs"):
         embed_to_zarr(cube.isel(x=slice(0, 100)), store, weights=tiny_weights, **KW)
-    assert sorted(os.listdir(store / ".xterrafm" / "blocks")) == markers  # nothing lost
+    assert sorted(os.listdir(store / MARKERS)) == markers  # nothing lost
     other = tmp_path / "not-ours"
     other.mkdir()
     (other / "data.txt").write_text("keep me")
@@ -122,7 +125,7 @@ def test_killed_run_resumes_without_recomputing(cube_store, tmp_path, tiny_weigh
     script.write_text(_RUNNER)
     proc = subprocess.Popen([sys.executable, str(script), str(cube_store), str(store),
                              tiny_weights])
-    blocks_dir = store / ".xterrafm" / "blocks"
+    blocks_dir = store / MARKERS
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:
@@ -156,3 +159,80 @@ def test_killed_run_resumes_without_recomputing(cube_store, tmp_path, tiny_weigh
     assert xterrafm.embedding.pending_blocks(
         cube.terrafm.embed(model="terrafm-tiny", weights=tiny_weights, tile=64, block_cells=1),
         str(store)) == []
+
+
+def _open_without_warnings(path: Path, **kwargs) -> xr.Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return xr.open_zarr(path, decode_coords="all", **kwargs)
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_opening_a_store_warns_nothing(cube_store, tmp_path, tiny_weights, zarr_format):
+    cube = open_cube(cube_store)
+    single = tmp_path / "emb.zarr"
+    embed_to_zarr(cube, single, weights=tiny_weights, zarr_format=zarr_format, **KW)
+    # a store inside a group of a larger hierarchy, as the batch job writes one per CRS
+    parent = tmp_path / "multi.zarr"
+    zarr.open_group(parent, mode="w", zarr_format=zarr_format)
+    embed_to_zarr(cube, parent / "EPSG_32632", weights=tiny_weights, zarr_format=zarr_format,
+                  **KW)
+    for consolidated in (None, True, False):
+        ds = _open_without_warnings(single, consolidated=consolidated)
+        assert ds["embeddings"].rio.crs == cube.rio.crs
+        assert set(ds.data_vars) == {"embeddings"}
+        sub = _open_without_warnings(parent / "EPSG_32632", consolidated=consolidated)
+        np.testing.assert_array_equal(sub["embeddings"].values, ds["embeddings"].values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        members = dict(zarr.open_group(parent, mode="r").members(max_depth=None))
+    assert "EPSG_32632/embeddings" in members
+    assert not any(".xterrafm" in name for name in members)
+
+
+def test_store_status_counts_blocks_and_cells(cube_store, tmp_path, tiny_weights):
+    from xterrafm.embedding import prepare_store, store_status, write_blocks
+
+    cube = open_cube(cube_store)
+    store = tmp_path / "partial.zarr"
+    with pytest.raises(FileNotFoundError, match="partial.zarr"):
+        store_status(store)
+    emb = cube.terrafm.embed(model="terrafm-tiny", weights=tiny_weights, tile=64, block_cells=1)
+    assert prepare_store(emb, str(store)) == "new"
+    fresh = store_status(store)
+    assert fresh.template_complete and fresh.blocks_done == 0 and fresh.blocks_total == 18
+    assert fresh.cells_total == 2 * 3 * 3 and fresh.cells_failed == fresh.cells_total
+    assert fresh.fingerprint == json.loads(zarr.open_group(store).attrs["xterrafm_fingerprint"])
+    written = write_blocks(emb, str(store), [(0, 0, 0, 0), (0, 0, 2, 0)], progress=False)
+    part = store_status(str(store))
+    assert (part.blocks_done, part.blocks_failed, part.complete) == (2, 16, False)
+    assert part.cells_embedded == written.cells_embedded == 1
+    assert part.cells_empty == written.cells_empty == 1  # the window in the NaN box
+    assert part.cells_failed == 18 - 2
+    embed_to_zarr(cube, store, weights=tiny_weights, **KW)
+    full = store_status(store)
+    ref = emb.isel(embedding=0).compute()
+    assert full.complete and full.blocks_done == 18 and full.cells_failed == 0
+    assert full.cells_empty == int(np.isnan(ref).sum())
+    assert full.to_dict()["complete"] is True
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    assert store_status(other).fingerprint is None and not store_status(other).complete
+
+
+def test_resume_moves_the_bookkeeping_of_the_earlier_layout(cube_store, tmp_path, tiny_weights):
+    """Stores written before the markers moved under the array kept them in <store>/.xterrafm;
+    a resume keeps their finished blocks and leaves a store that opens without warnings."""
+    cube = open_cube(cube_store)
+    store = tmp_path / "old.zarr"
+    embed_to_zarr(cube, store, weights=tiny_weights, **KW)
+    legacy = store / ".xterrafm"
+    (store / MARKERS.parent).rename(legacy)
+    (legacy / "fingerprint.json").write_text(zarr.open_group(store).attrs["xterrafm_fingerprint"])
+    for marker in sorted((legacy / "blocks").glob("*.json"))[:5]:
+        marker.unlink()
+    assert xterrafm.embedding.store_status(store).blocks_done == 13
+    summary = embed_to_zarr(cube, store, weights=tiny_weights, **KW)
+    assert (summary.blocks_skipped, summary.blocks_written) == (13, 5)
+    assert not legacy.exists() and len(list((store / MARKERS).glob("*.json"))) == 18
+    _open_without_warnings(store, consolidated=False)

@@ -264,8 +264,8 @@ def _gateway_cluster(request: GatewayOptions) -> Iterator[RunningCluster]:
             cluster.adapt(minimum=request.adapt[0], maximum=request.adapt[1])
         else:
             cluster.scale(request.workers if request.workers is not None else 1)
-        # as the default client, every dask computation of the job runs on this cluster
-        client = cluster.get_client(set_as_default=True)
+        # the job passes this client explicitly wherever it computes; leave the default alone
+        client = cluster.get_client(set_as_default=False)
         try:
             minimum = request.adapt[0] if request.adapt is not None else (request.workers or 1)
             client.wait_for_workers(max(1, minimum), timeout=request.wait_timeout)

@@ -17,9 +17,7 @@ Store layout (see docs/batch.md):
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -420,9 +418,11 @@ def _prepare_root(out: Path, groups: list[str], overwrite: bool) -> None:
     """Create the root group of a multi-CRS store (or check an existing one)."""
     import zarr
 
+    from xterrafm.embedding import store_status
+
     if overwrite and out.exists():
         shutil.rmtree(out)
-    if (out / ".xterrafm" / "fingerprint.json").exists():
+    if out.exists() and store_status(out).fingerprint is not None:
         raise StoreMismatchError(
             f"{out} holds a single-CRS embedding store, but this job spans {len(groups)} CRSs "
             f"({', '.join(groups)}); use another --out or --overwrite"
@@ -432,34 +432,20 @@ def _prepare_root(out: Path, groups: list[str], overwrite: bool) -> None:
     root.attrs[CRS_GROUPS_ATTR] = sorted(set(known) | set(groups))
 
 
-# -- progress accounting ---------------------------------------------------------------------------
-def _store_status(store: str) -> tuple[int, int, int]:
-    """(cells in the store, cells in finished blocks, finished blocks) read from the store.
+def _consolidate_root(out: Path) -> None:
+    """Consolidate the metadata of a multi-CRS store's whole hierarchy into its root, so that
+    ``xr.open_zarr(STORE, group=...)`` finds it there (it looks in the root, not the group)
+    instead of falling back to listing with a warning. Run after each group's template."""
+    import warnings
 
-    Uses the per-block completion markers that :mod:`xterrafm.embedding.zarr_output` writes.
-    """
     import zarr
 
     try:
-        arr = zarr.open_array(store=store, path="embeddings", mode="r")
-    except Exception:  # noqa: BLE001 - no template yet
-        return 0, 0, 0
-    dims = arr.metadata.dimension_names if hasattr(arr.metadata, "dimension_names") else None
-    shape = list(arr.shape)
-    if dims and "embedding" in dims:
-        shape.pop(list(dims).index("embedding"))
-    else:
-        shape.pop(-3)
-    total = math.prod(shape)
-    from fsspec.core import url_to_fs
-
-    fs, root = url_to_fs(str(store))
-    done_cells = done_blocks = 0
-    for marker in fs.glob(root.rstrip("/") + "/.xterrafm/blocks/*.json"):
-        counts = json.loads(fs.cat_file(marker))
-        done_cells += int(counts.get("cells_embedded", 0)) + int(counts.get("cells_empty", 0))
-        done_blocks += 1
-    return total, done_cells, done_blocks
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+            zarr.consolidate_metadata(str(out))
+    except Exception as err:  # noqa: BLE001 - readers can still list the store
+        log.warning("could not consolidate the metadata of %s: %s", out, err)
 
 
 def _default_wave_size(client: Any) -> int:
@@ -488,7 +474,7 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
     KeyboardInterrupt
         On Ctrl-C, after the cluster was shut down.
     """
-    from xterrafm.embedding import FingerprintMismatchError, embed_to_zarr
+    from xterrafm.embedding import FingerprintMismatchError, embed_to_zarr, store_status
 
     cubes = open_job_cubes(job)
     t0 = time.perf_counter()  # wall time: cluster, embedding, writing (not scene generation)
@@ -530,12 +516,16 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
                     f"resume)",
                     summary,
                 ) from err
-            total, done_cells, _ = _store_status(store)
-            result.windows_total = total
+            finally:
+                if group is not None:
+                    _consolidate_root(job.out)
+            status = store_status(store)
+            result.windows_total = status.cells_total
             result.embedded = done.cells_embedded
             result.skipped_empty = done.cells_empty
-            result.already_done = done_cells - done.cells_embedded - done.cells_empty
-            result.failed = total - done_cells
+            result.already_done = (status.cells_embedded + status.cells_empty
+                                   - done.cells_embedded - done.cells_empty)
+            result.failed = status.cells_failed
             result.blocks_total = done.blocks_total
             result.blocks_written = done.blocks_written
             result.blocks_resumed = done.blocks_skipped
@@ -577,11 +567,17 @@ def _peak_rss_mib(client: Any) -> float | None:
 
 
 def _account_failure(result: StoreResult, store: str) -> None:
-    total, done_cells, blocks = _store_status(store)
-    result.windows_total = total
-    result.already_done = done_cells
-    result.failed = total - done_cells
-    result.blocks_written = blocks
+    """Fill ``result`` from what the store holds after a failed or interrupted run."""
+    from xterrafm.embedding import store_status
+
+    try:
+        status = store_status(store)
+    except FileNotFoundError:  # failed before the template was written
+        return
+    result.windows_total = status.cells_total
+    result.already_done = status.cells_embedded + status.cells_empty
+    result.failed = status.cells_failed
+    result.blocks_written = status.blocks_done
 
 
 def _preview_path(out: Path, group: str | None) -> Path:

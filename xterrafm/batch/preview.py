@@ -10,7 +10,6 @@ the image is at least ``min_side`` pixels across.
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -73,10 +72,7 @@ def write_preview(
     import xarray as xr
     from PIL import Image
 
-    with warnings.catch_warnings():
-        # the store's .xterrafm/ bookkeeping folder is not a Zarr node; zarr warns about it
-        warnings.simplefilter("ignore")
-        ds = xr.open_zarr(str(store), consolidated=False)
+    ds = xr.open_zarr(str(store), consolidated=False)
     emb = ds["embeddings"]
     if "time" in emb.dims:
         emb = emb.isel(time=0)

@@ -1,8 +1,9 @@
 """Embedding lazy cubes with TerraFM: window grids, block functions, the dask graph, Zarr output.
 
-Public entry points: :func:`embed` (lazy ``xr.DataArray`` of embeddings) and
-:func:`embed_to_zarr` (resumable Zarr store, returns an :class:`EmbedSummary`). The
-``.terrafm`` accessor (:mod:`xterrafm.accessor`) is a thin facade over them.
+Public entry points: :func:`embed` (lazy ``xr.DataArray`` of embeddings),
+:func:`embed_to_zarr` (resumable Zarr store, returns an :class:`EmbedSummary`) and
+:func:`store_status` (how far a store got). The ``.terrafm`` accessor
+(:mod:`xterrafm.accessor`) is a thin facade over them.
 """
 
 from xterrafm.embedding.api import describe_model, embed
@@ -12,10 +13,12 @@ from xterrafm.embedding.windows import AxisWindows, output_geobox
 from xterrafm.embedding.zarr_output import (
     EmbedSummary,
     FingerprintMismatchError,
+    StoreStatus,
     embed_to_zarr,
     fingerprint,
     pending_blocks,
     prepare_store,
+    store_status,
     write_blocks,
 )
 
@@ -24,6 +27,7 @@ __all__ = [
     "EmbedSummary",
     "FingerprintMismatchError",
     "ModelSpec",
+    "StoreStatus",
     "compute",
     "describe_model",
     "embed",
@@ -33,5 +37,6 @@ __all__ = [
     "output_geobox",
     "pending_blocks",
     "prepare_store",
+    "store_status",
     "write_blocks",
 ]

@@ -167,7 +167,8 @@ def compute(*objs: Any, client: Any = None, progress: bool = True) -> tuple:
             if progress:
                 from distributed import progress as dist_progress
 
-                dist_progress(futures)
+                # this client's scheduler, which need not be the default client's
+                dist_progress(futures, scheduler=client.scheduler.address)
             return tuple(client.gather(futures))
         if progress:
             from tqdm.dask import TqdmCallback

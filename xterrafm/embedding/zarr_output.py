@@ -5,23 +5,29 @@ Layout of a store written by :func:`embed_to_zarr`:
 * a Zarr group (v3 by default) holding the ``embeddings`` variable and its coordinates,
   written first as a *template* (``to_zarr(compute=False)``: metadata, coordinates, attrs,
   no embedding chunks) with Zarr chunks equal to the dask blocks, so blocks never share a
-  chunk and can be written concurrently;
-* ``.xterrafm/fingerprint.json``: the settings the store was written with (model, weights
-  sha256, modality, normalisation, level, tile, stride, min_valid, output grid, times);
-  the same JSON is in the group attrs as ``xterrafm_fingerprint``;
-* ``.xterrafm/template.done`` once the template is complete;
-* ``.xterrafm/blocks/<t>.<y>.<x>.json``: one completion marker per block, written after the
-  block's region is stored, holding its counts.
+  chunk and can be written concurrently. The group attrs hold ``xterrafm_fingerprint``: the
+  settings the store was written with (model, weights sha256, modality, normalisation, level,
+  tile, stride, min_valid, output grid, times);
+* bookkeeping under the ``embeddings`` array's prefix, ``embeddings/.xterrafm/``:
+  ``template.done`` once the template is complete, and ``blocks/<i>.<j>...json``, one
+  completion marker per block (block index along every dimension), written after the block's
+  region is stored and holding its counts. Zarr never lists the keys under an array's prefix
+  (arrays have no members), so ``xr.open_zarr`` and zarr's group traversals see a plain Zarr
+  hierarchy and warn about nothing; the markers go when the array goes. Each marker is its own
+  object, written whole (rename of a temporary file on local disks, one PUT on object stores),
+  so concurrent writers never share one and a killed process leaves none half written.
 
 A run that stops part way (killed, crashed, cancelled) leaves markers for the finished blocks;
 calling :func:`embed_to_zarr` again with the same settings computes only the others. A store
 written with other settings is refused with the differing fields named.
+:func:`store_status` reports how far a store got.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 import warnings
@@ -39,15 +45,22 @@ from xterrafm.embedding.scheduling import get_client, keep_annotations
 __all__ = [
     "EmbedSummary",
     "FingerprintMismatchError",
+    "StoreStatus",
     "embed_to_zarr",
     "fingerprint",
     "pending_blocks",
     "prepare_store",
+    "store_status",
     "write_blocks",
 ]
 
-_META_DIR = ".xterrafm"
 _VAR = "embeddings"
+#: Bookkeeping folder, relative to the store root: under the array's prefix, where Zarr never
+#: lists (a folder beside the arrays would make every listing of the group warn).
+_META_DIR = f"{_VAR}/.xterrafm"
+#: Where stores written before 2026-11 kept it (beside the arrays); moved on resume.
+_LEGACY_META_DIR = ".xterrafm"
+_FINGERPRINT_ATTR = "xterrafm_fingerprint"
 FINGERPRINT_FIELDS = ("model", "weights_sha256", "modality", "normalization", "level", "tile",
                       "stride", "min_valid", "seed", "grid", "time", "embedding_dim")
 
@@ -234,60 +247,199 @@ def prepare_store(emb: xr.DataArray, store: str, *, overwrite: bool = False,
     if fs.exists(root) and overwrite:
         fs.rm(root, recursive=True)
     if fs.exists(root) and fs.ls(root):
-        old = _read_json(fs, _join(meta, "fingerprint.json")) or _attrs_fingerprint(store)
+        old = _attrs_fingerprint(store)
         if old is None:
             raise FileExistsError(f"{store} exists and is not an xterrafm embedding store (no "
-                                  f"{_META_DIR}/fingerprint.json); choose another path or pass "
-                                  "overwrite=True to replace it")
+                                  f"{_FINGERPRINT_ATTR} in its Zarr group attrs); choose another "
+                                  "path or pass overwrite=True to replace it")
         diffs = _diff(old, fp)
         if diffs:
             raise FingerprintMismatchError(
                 f"refusing to resume into {store}: it was written with different settings: "
                 + "; ".join(diffs) + ". Use the same settings, another store, or overwrite=True.")
+        _move_legacy_bookkeeping(fs, root)
         if fs.exists(_join(meta, "template.done")):
             return "resume"
-        if fs.exists(_join(meta, "blocks")) and fs.ls(_join(meta, "blocks")):
+        if _marker_paths(fs, root):
             raise FileExistsError(f"{store} has written blocks but no complete template; "
                                   "pass overwrite=True to start again")
     ds = emb.to_dataset(name=_VAR)
-    ds.attrs["xterrafm_fingerprint"] = json.dumps(fp, sort_keys=True)
+    ds.attrs[_FINGERPRINT_ATTR] = json.dumps(fp, sort_keys=True)
     chunks = [c[0] for c in emb.data.chunks]
     enc = {_VAR: {"chunks": chunks}}
     if "spatial_ref" in ds.coords:
         enc[_VAR]["grid_mapping"] = "spatial_ref"  # CRS survives decode_coords="all"
     with warnings.catch_warnings():
         # consolidated metadata is a zarr-python extension for v3; readers that lack it list
-        # the store instead. It spares xr.open_zarr a listing (and its warnings).
+        # the store instead. It spares xr.open_zarr a listing.
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
         ds.to_zarr(store, mode="w", compute=False, zarr_format=zarr_format, consolidated=True,
                    encoding=enc)
     # after to_zarr(mode="w"), which clears the directory
     fs.makedirs(_join(meta, "blocks"), exist_ok=True)
-    _write_json(fs, _join(meta, "fingerprint.json"), fp)
     fs.pipe_file(_join(meta, "template.done"), b"ok")
     return "new"
 
 
 def _attrs_fingerprint(store: str) -> dict | None:
-    """The fingerprint kept in the group attrs (if the side file was not written yet)."""
+    """The fingerprint kept in the group attrs (None when the path is not such a group)."""
     import zarr
 
     try:
-        text = zarr.open_group(store, mode="r").attrs.get("xterrafm_fingerprint")
+        text = zarr.open_group(store, mode="r").attrs.get(_FINGERPRINT_ATTR)
     except Exception:  # noqa: BLE001 - not a Zarr group at all
         return None
     return json.loads(text) if isinstance(text, str) else None
 
 
+def _move_legacy_bookkeeping(fs: Any, root: str) -> None:
+    """Move the bookkeeping of a store in the earlier layout (``.xterrafm/`` beside the arrays)
+    to its place under the array, file by file (a run killed part way is finished by the next),
+    so that resuming keeps its finished blocks and Zarr stops warning about the folder."""
+    old = _join(root, _LEGACY_META_DIR)
+    if not fs.exists(old):
+        return
+    new = _join(root, _META_DIR)
+    fs.makedirs(_join(new, "blocks"), exist_ok=True)
+    old_blocks = _join(old, "blocks")
+    if fs.exists(old_blocks):
+        for path in fs.ls(old_blocks, detail=False):
+            if path.endswith(".json"):
+                fs.mv(path, _join(new, "blocks", path.rsplit("/", 1)[-1]))
+    if fs.exists(_join(old, "template.done")):
+        fs.mv(_join(old, "template.done"), _join(new, "template.done"))
+    fs.rm(old, recursive=True)
+
+
+def _marker_paths(fs: Any, root: str) -> list[str]:
+    """Completion markers of a store (also those of the earlier layout, not yet moved)."""
+    paths: list[str] = []
+    for meta in (_META_DIR, _LEGACY_META_DIR):
+        folder = _join(root, meta, "blocks")
+        if fs.exists(folder):
+            paths += [p for p in fs.ls(folder, detail=False) if p.endswith(".json")]
+    return paths
+
+
 def pending_blocks(emb: xr.DataArray, store: str) -> list[tuple[int, ...]]:
     """Block indices of ``emb`` without a completion marker in ``store``."""
     fs, root = _fs(str(store))
-    mdir = _join(root, _META_DIR, "blocks")
-    done = set()
-    if fs.exists(mdir):
-        done = {p.rsplit("/", 1)[-1][:-5] for p in fs.ls(mdir, detail=False)
-                if p.endswith(".json")}
+    done = {p.rsplit("/", 1)[-1][:-5] for p in _marker_paths(fs, root)}
     return [b for b in _all_blocks(emb) if _block_name(b) not in done]
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """How far an embedding store got, read from the store alone (:func:`store_status`).
+
+    Attributes
+    ----------
+    store : str
+        The store (path or URL).
+    fingerprint : dict or None
+        The settings the store was written with (see :func:`fingerprint`); None when the path
+        holds no xterrafm embedding store (or not yet its template).
+    template_complete : bool
+        Metadata and coordinates are written; blocks can be written or resumed.
+    blocks_total : int
+        Blocks (Zarr chunks of ``embeddings``, one per dask block) of the store.
+    blocks_done : int
+        Blocks with a completion marker (stored, counted below).
+    cells_total : int
+        Output cells of the store: windows at the tile level, 16 px patches at the patch level,
+        per date (the ``embeddings`` shape without its ``embedding`` axis).
+    cells_embedded : int
+        Cells with an embedding, over the finished blocks.
+    cells_empty : int
+        Cells left NaN (valid fraction below ``min_valid``), over the finished blocks.
+    """
+
+    store: str
+    fingerprint: dict | None
+    template_complete: bool
+    blocks_total: int
+    blocks_done: int
+    cells_total: int
+    cells_embedded: int
+    cells_empty: int
+
+    @property
+    def blocks_failed(self) -> int:
+        """Blocks not finished: never written, or their computation or write failed."""
+        return self.blocks_total - self.blocks_done
+
+    @property
+    def cells_failed(self) -> int:
+        """Cells of the blocks not finished."""
+        return self.cells_total - self.cells_embedded - self.cells_empty
+
+    @property
+    def complete(self) -> bool:
+        """Whether the template and every block are written."""
+        return self.template_complete and self.blocks_done == self.blocks_total
+
+    def to_dict(self) -> dict:
+        """Plain-dict form, with the derived counts."""
+        return {**asdict(self), "blocks_failed": self.blocks_failed,
+                "cells_failed": self.cells_failed, "complete": self.complete}
+
+
+def _array_dims(arr: Any) -> list[str] | None:
+    names = getattr(arr.metadata, "dimension_names", None)  # Zarr v3
+    if names is None:
+        names = arr.attrs.get("_ARRAY_DIMENSIONS")  # Zarr v2, as xarray writes it
+    return list(names) if names else None
+
+
+def store_status(store: str | os.PathLike) -> StoreStatus:
+    """Read how far the embedding store ``store`` got: blocks done, cells embedded and empty.
+
+    Parameters
+    ----------
+    store : str or path
+        Local path or fsspec URL of a store written by :func:`embed_to_zarr` (or the group of
+        one CRS inside a multi-CRS store).
+
+    Returns
+    -------
+    StoreStatus
+        All counts are 0 for a store whose template is not written yet.
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing exists at ``store``.
+    """
+    import zarr
+
+    store = str(store)
+    fs, root = _fs(store)
+    if not fs.exists(root):
+        raise FileNotFoundError(f"no embedding store at {store}")
+    fp = _attrs_fingerprint(store)
+    blocks_total = cells_total = 0
+    try:
+        arr = zarr.open_array(store=store, path=_VAR, mode="r")
+    except Exception:  # noqa: BLE001 - no template (yet), or not an embedding store
+        arr = None
+    if arr is not None:
+        blocks_total = math.prod(-(-n // c) for n, c in zip(arr.shape, arr.chunks, strict=True))
+        dims = _array_dims(arr) or []
+        axis = dims.index("embedding") if "embedding" in dims else arr.ndim - 3
+        cells_total = math.prod(n for i, n in enumerate(arr.shape) if i != axis)
+    markers = _marker_paths(fs, root)
+    embedded = empty = 0
+    names = set()
+    for path, data in (fs.cat(markers).items() if markers else ()):
+        counts = json.loads(data)
+        names.add(path.rsplit("/", 1)[-1])
+        embedded += int(counts.get("cells_embedded", 0))
+        empty += int(counts.get("cells_empty", 0))
+    template = any(fs.exists(_join(root, meta, "template.done"))
+                   for meta in (_META_DIR, _LEGACY_META_DIR))
+    return StoreStatus(store=store, fingerprint=fp, template_complete=template,
+                       blocks_total=blocks_total, blocks_done=len(names), cells_total=cells_total,
+                       cells_embedded=embedded, cells_empty=empty)
 
 
 def _write_region(block: np.ndarray, *, store: str, emb_axis: int,
@@ -406,7 +558,9 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
 
                     futures = client.compute(parts)
                     results = []
-                    for fut in as_completed(futures):
+                    # the loop of *this* client: as_completed otherwise looks for a default
+                    # client, and a client made with set_as_default=False is not one
+                    for fut in as_completed(futures, loop=client.loop):
                         results.append(fut.result())
                         bar.update(1)
                 else:

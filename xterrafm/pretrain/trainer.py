@@ -306,10 +306,7 @@ def _train(config: PretrainConfig, data: Sequence[object] | None, output: Path, 
         loader_kwargs["prefetch_factor"] = 2
     loader = DataLoader(dataset, **loader_kwargs)
     units_epoch = dataset.units_per_epoch(config.num_workers, epoch)
-    batches = pending = None
-    if consumed < units_epoch:
-        dataset.set_epoch(epoch, consumed)
-        batches = iter(loader)
+    batches = pending = None  # current epoch's and (prefetched) next epoch's iterators
 
     log = MetricsLog(output / METRICS_NAME if env.rank == 0 else None,
                      total=max_steps, initial=step, progress=config.progress)
@@ -319,14 +316,13 @@ def _train(config: PretrainConfig, data: Sequence[object] | None, output: Path, 
     try:
         while step < max_steps:
             t0 = time.perf_counter()
-            if batches is None or consumed >= units_epoch:  # the epoch is over
-                if batches is not None:
-                    epoch, consumed = epoch + 1, 0
+            while consumed >= units_epoch:  # the epoch is over
+                epoch, consumed = epoch + 1, 0
                 batches, pending = pending, None
-                if batches is None:
-                    dataset.set_epoch(epoch, 0)
-                    batches = iter(loader)
                 units_epoch = dataset.units_per_epoch(config.num_workers, epoch)
+            if batches is None:
+                dataset.set_epoch(epoch, consumed)
+                batches = iter(loader)
             batch = next(batches)
             consumed += 1
             if config.num_workers > 0 and consumed == units_epoch:
