@@ -33,21 +33,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine_info import describe_machine
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import rasterio
 
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"GDAL {rasterio.__gdal_version__}")
+    return describe_machine(Python=platform.python_version(), GDAL=rasterio.__gdal_version__)
 
 
 def _scene(workdir: Path, side: int) -> tuple[Path, Path, int]:

@@ -1,9 +1,11 @@
 """The ``xterrafm`` command line: ``python -m xterrafm embed|eval ...``.
 
 Subcommands register themselves on an :mod:`argparse` sub-parser and set ``func`` (a callable
-taking the parsed ``argparse.Namespace`` and returning an exit code). ``embed`` lives here;
-``eval`` is mounted from :mod:`xterrafm.eval` when that package provides
-``add_eval_subparser(subparsers)``.
+taking the parsed ``argparse.Namespace`` and returning an exit code) and, where a rerun picks
+up after an interruption, ``on_interrupt`` (what to tell the user on Ctrl-C or SIGTERM).
+``embed`` lives here; ``eval`` is mounted from :mod:`xterrafm.eval.cli` when that module
+provides ``add_eval_subparser(subparsers)`` (importing it does not import torch, so
+``xterrafm --help`` stays fast). Shared argument types: :mod:`xterrafm.cli_options`.
 
 Exit codes (also in ``xterrafm --help``):
 
@@ -13,7 +15,7 @@ Exit codes (also in ``xterrafm --help``):
 2     usage: bad arguments or an unusable SOURCE
 3     the output store was written with different settings (use ``--overwrite``)
 4     the Dask cluster could not be created or reached
-130   interrupted (Ctrl-C / SIGINT); finished blocks are kept, a rerun resumes
+130   interrupted (Ctrl-C / SIGINT); embed keeps finished blocks and a rerun resumes
 143   terminated (SIGTERM); as for 130
 ====  ==========================================================================
 """
@@ -30,6 +32,13 @@ from types import FrameType
 
 from xterrafm._version import __version__
 from xterrafm.bands import MODALITIES
+from xterrafm.cli_options import (
+    HelpFormatter,
+    add_logging_options,
+    fraction,
+    non_negative_int,
+    positive_int,
+)
 
 __all__ = [
     "EXIT_CLUSTER",
@@ -58,9 +67,12 @@ exit codes:
   2    usage: bad arguments or an unusable SOURCE
   3    the output store was written with different settings (use --overwrite)
   4    the Dask cluster could not be created or reached
-  130  interrupted (Ctrl-C); finished blocks are kept and a rerun resumes
+  130  interrupted (Ctrl-C); embed keeps finished blocks and a rerun resumes
   143  terminated (SIGTERM); as for 130
 """
+
+#: What ``embed`` tells the user when it is interrupted or terminated.
+RESUME_NOTE = "finished blocks are kept, run the same command again to resume"
 
 log = logging.getLogger("xterrafm")
 
@@ -71,38 +83,6 @@ class UsageError(ValueError):
 
 class Terminated(BaseException):
     """Raised in the main thread when the process receives SIGTERM."""
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """Keep the description's layout; show a default when it says something."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        silent = (None, False, argparse.SUPPRESS, 0, [])
-        if "default" in text or action.default in silent or not action.option_strings:
-            return text
-        return text + " (default: %(default)s)"
 
 
 EMBED_DESCRIPTION = """\
@@ -142,7 +122,7 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="embed a scene or area into a Zarr store (batch job on a Dask cluster)",
         description=EMBED_DESCRIPTION,
         epilog=EMBED_EXAMPLES + "\n" + EXIT_CODES_HELP,
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "source",
@@ -174,7 +154,7 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     )
     src.add_argument(
         "--chunk",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="PX",
         help="spatial chunk size in pixels when reading (bounds memory per task); "
@@ -182,7 +162,7 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     )
     src.add_argument(
         "--synthetic-size",
-        type=_positive_int,
+        type=positive_int,
         default=448,
         metavar="PX",
         help="width and height of the generated synthetic scene (only without SOURCE)",
@@ -205,18 +185,18 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="tile: one CLS embedding per window; patch: one embedding per 16x16 px patch",
     )
     model.add_argument(
-        "--tile", type=_positive_int, default=224, metavar="PX", help="window size in pixels"
+        "--tile", type=positive_int, default=224, metavar="PX", help="window size in pixels"
     )
     model.add_argument(
         "--stride",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="PX",
         help="window step in pixels (default: --tile)",
     )
     model.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="windows per model call inside a block (default: chosen by device)",
     )
@@ -231,7 +211,7 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     )
     model.add_argument(
         "--min-valid",
-        type=_fraction,
+        type=fraction,
         default=0.5,
         help="windows with a smaller valid-pixel fraction are skipped (NaN)",
     )
@@ -247,7 +227,7 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     )
     out.add_argument(
         "--wave-size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="BLOCKS",
         help="output blocks submitted per wave (bounds the task graph); default: 4 x threads",
@@ -263,11 +243,11 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "Dask Gateway cluster, shut down at the end",
     )
     clu.add_argument(
-        "--n-workers", type=_positive_int, default=None, help="LocalCluster worker processes"
+        "--n-workers", type=positive_int, default=None, help="LocalCluster worker processes"
     )
     clu.add_argument(
         "--threads-per-worker",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="LocalCluster threads per worker",
     )
@@ -286,18 +266,18 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     )
     scale = gw.add_mutually_exclusive_group()
     scale.add_argument(
-        "--workers", type=_positive_int, default=None, metavar="N", help="fixed number of workers"
+        "--workers", type=positive_int, default=None, metavar="N", help="fixed number of workers"
     )
     scale.add_argument(
         "--adapt",
         nargs=2,
-        type=_non_negative_int,
+        type=non_negative_int,
         metavar=("MIN", "MAX"),
         default=None,
         help="adaptive scaling between MIN and MAX workers",
     )
     gw.add_argument(
-        "--worker-cores", type=_positive_int, default=None, help="cluster option worker_cores"
+        "--worker-cores", type=positive_int, default=None, help="cluster option worker_cores"
     )
     gw.add_argument(
         "--worker-memory",
@@ -307,32 +287,21 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     )
     gw.add_argument(
         "--gpu",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=None,
         metavar="N",
         help="cluster option gpu: GPUs per worker (workers declare resource GPU=N and run "
         "one model task per GPU)",
     )
 
-    _add_verbosity(parser)
-    parser.set_defaults(func=_run_embed)
+    add_logging_options(parser)
+    parser.set_defaults(func=_run_embed, on_interrupt=RESUME_NOTE)
     return parser
-
-
-def _add_verbosity(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("logging")
-    group.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
-    )
-    group.add_argument(
-        "-q", "--quiet", action="count", default=0, help="less logging, no progress bar"
-    )
-    group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _mount_optional_subcommands(subparsers: argparse._SubParsersAction) -> None:
     """Mount subcommands that other packages provide (``add_<name>_subparser``)."""
-    for name, modules in {"eval": ("xterrafm.eval.cli", "xterrafm.eval")}.items():
+    for name, modules in {"eval": ("xterrafm.eval.cli",)}.items():
         for module_name in modules:
             try:
                 module = importlib.import_module(module_name)
@@ -406,6 +375,13 @@ def _run_embed(args: argparse.Namespace) -> int:
     return EXIT_OK if summary.failed == 0 else EXIT_FAILURE
 
 
+def _stopped_message(what: str, args: argparse.Namespace) -> str:
+    """``"interrupted"``/``"terminated"`` plus the subcommand's ``on_interrupt`` note, if any
+    (only subcommands that keep their work, like ``embed``, set one)."""
+    note = getattr(args, "on_interrupt", None)
+    return f"{what}; {note}" if note else what
+
+
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated(f"received signal {signum}")
 
@@ -439,10 +415,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args))
     except KeyboardInterrupt:
-        log.error("interrupted; finished blocks are kept, run the same command again to resume")
+        log.error("%s", _stopped_message("interrupted", args))
         return EXIT_INTERRUPTED
     except Terminated:
-        log.error("terminated; finished blocks are kept, run the same command again to resume")
+        log.error("%s", _stopped_message("terminated", args))
         return EXIT_TERMINATED
     finally:
         if previous is not None:

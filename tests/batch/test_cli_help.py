@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
+import sys
 
 import pytest
 
-from xterrafm.cli import EXIT_CODES_HELP, build_parser, main
+from xterrafm.cli import EXIT_CODES_HELP, _stopped_message, build_parser, main
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -68,3 +69,24 @@ def test_usage_errors_exit_2(tmp_path, capsys) -> None:
 def test_no_command_prints_help_and_exits_2(capsys) -> None:
     assert main([]) == 2
     assert "embed" in capsys.readouterr().err
+
+
+def test_building_the_parser_does_not_import_torch() -> None:
+    # `xterrafm --help` mounts every subcommand; importing torch for it took seconds
+    code = ("import sys, xterrafm.cli; xterrafm.cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'rasterio') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_only_embed_promises_a_resume_when_stopped() -> None:
+    parser = build_parser()
+    embed = parser.parse_args(["embed", "--out", "e.zarr"])
+    evaluate = parser.parse_args(["eval"])
+    assert "run the same command again to resume" in _stopped_message("interrupted", embed)
+    assert _stopped_message("interrupted", evaluate) == "interrupted"
+    assert _stopped_message("terminated", evaluate) == "terminated"
+    eval_help = _subparsers(parser)["eval"].format_help()
+    assert "130" in eval_help and "resumes" not in eval_help

@@ -97,3 +97,14 @@ def test_bad_inputs_are_named():
         knn(TRAIN_X, y[:3], TEST_X)
     with pytest.raises(ValueError, match="multilabel"):
         knn(TRAIN_X, np.eye(4), TEST_X)
+
+
+def test_the_package_exports_the_function_knn_not_its_module():
+    # xterrafm.eval imports lazily; the module xterrafm.eval.knn must not shadow the function
+    import importlib
+
+    import xterrafm.eval
+
+    module = importlib.import_module("xterrafm.eval.knn")
+    assert xterrafm.eval.knn is module.knn and callable(xterrafm.eval.knn)
+    assert xterrafm.eval.fit_linear_probe.__module__ == "xterrafm.eval.linear"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import rasterio
 import rioxarray  # noqa: F401
 import xarray as xr
@@ -108,3 +109,24 @@ def test_cli_embeds_the_synthetic_scene_with_a_tiny_model(tmp_path, capsys):
     assert set(rows) == {"knn", "linear", "majority"}
     # land-cover classes are separable in the synthetic reflectance, even through random weights
     assert float(rows["knn"][-3]) > float(rows["majority"][-3]) + 0.2
+
+
+def test_read_scene_cube_reads_the_scene_through_its_stac_items(synthetic_scene):
+    from xterrafm.eval.report import read_scene_cube
+
+    cube = read_scene_cube(synthetic_scene, "s2_l2a")
+    assert cube.dims == ("time", "band", "y", "x") and cube.chunks is not None
+    assert cube.odc.geobox == synthetic_scene.geobox
+    assert cube.attrs["modality"] == "s2_l2a" and cube.dtype == np.float32
+    t = 1
+    with rasterio.open(synthetic_scene.band_paths["s2_l2a"][t]["B04"]) as src:
+        dn = src.read(1).astype(np.float32)  # 10 m: the grid of the cube
+    expected = np.where(dn == 0, np.nan, (dn - 1000.0) / 10000.0)  # baseline >= 04.00
+    got = cube.isel(time=t).sel(band="B04").values
+    np.testing.assert_allclose(got, expected, atol=1e-6, equal_nan=True)
+    assert np.isnan(got).any() and np.isfinite(got).mean() > 0.5  # the orbit-edge wedge
+    s1 = read_scene_cube(synthetic_scene, "s1")
+    with rasterio.open(synthetic_scene.band_paths["s1"][0]["VV"]) as src:
+        np.testing.assert_array_equal(s1.isel(time=0).sel(band="VV").values, src.read(1))
+    with pytest.raises(ValueError, match="no 's2_l1c_x' items"):
+        read_scene_cube(synthetic_scene, "s2_l1c_x")

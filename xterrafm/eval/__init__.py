@@ -8,31 +8,57 @@ splits), :mod:`~xterrafm.eval.inputs` (embedding cubes + label rasters → sampl
 :mod:`~xterrafm.eval.cli` (``python -m xterrafm eval``).
 """
 
-from xterrafm.eval.chips import ChipSet, embed_chips, embed_images, find_chips
-from xterrafm.eval.inputs import (
-    LabelledSamples,
-    labelled_samples,
-    labels_to_embedding_grid,
-    open_embedding_cube,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# eager: the function ``knn`` shares its name with its module, and a lazy name would lose to
+# the module attribute that the first ``import xterrafm.eval.knn`` sets (knn.py loads torch
+# only when a kNN runs)
 from xterrafm.eval.knn import KNNScores, knn, knn_accuracy, knn_f1, knn_scores
-from xterrafm.eval.linear import LinearProbe, fit_linear_probe, linear_probe_score
-from xterrafm.eval.metrics import (
-    accuracy,
-    average_precision,
-    confusion_matrix,
-    mean_average_precision,
-    mean_iou,
-    micro_f1,
-    per_class_iou,
-)
-from xterrafm.eval.segmentation import (
-    SegmentationProbe,
-    fit_segmentation_probe,
-    patch_features,
-    segmentation_miou,
-)
-from xterrafm.eval.splits import spatial_block_split, subsample_training_set
+
+# public name -> submodule defining it; imported on first use, so that mounting the ``eval``
+# subcommand (``xterrafm.eval.cli``) for ``xterrafm --help`` does not import torch
+_LAZY = {
+    "ChipSet": "chips",
+    "embed_chips": "chips",
+    "embed_images": "chips",
+    "find_chips": "chips",
+    "LabelledSamples": "inputs",
+    "labelled_samples": "inputs",
+    "labels_to_embedding_grid": "inputs",
+    "open_embedding_cube": "inputs",
+    "LinearProbe": "linear",
+    "fit_linear_probe": "linear",
+    "linear_probe_score": "linear",
+    "accuracy": "metrics",
+    "average_precision": "metrics",
+    "confusion_matrix": "metrics",
+    "mean_average_precision": "metrics",
+    "mean_iou": "metrics",
+    "micro_f1": "metrics",
+    "per_class_iou": "metrics",
+    "SegmentationProbe": "segmentation",
+    "fit_segmentation_probe": "segmentation",
+    "patch_features": "segmentation",
+    "segmentation_miou": "segmentation",
+    "spatial_block_split": "splits",
+    "subsample_training_set": "splits",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "ChipSet",

@@ -11,6 +11,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from xterrafm.cli_options import (
+    HelpFormatter,
+    add_logging_options,
+    positive_fraction,
+    positive_int,
+)
+
 __all__ = ["add_eval_subparser", "run_eval_cli"]
 
 log = logging.getLogger("xterrafm.eval")
@@ -35,21 +42,14 @@ examples:
   python -m xterrafm eval --model terrafm-tiny
   python -m xterrafm eval --weights TerraFM-B.safetensors --k 20 --train-fraction 0.01
   python -m xterrafm eval --embeddings emb.zarr --labels worldcover.tif --block 2
+
+exit codes:
+  0    the table was printed
+  1    failure
+  2    usage: bad arguments or unusable inputs
+  130  interrupted (Ctrl-C); nothing is kept, a rerun starts again
+  143  terminated (SIGTERM); as for 130
 """
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
 
 
 def add_eval_subparser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -62,11 +62,7 @@ def add_eval_subparser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         help="score embeddings on land cover with kNN and a linear probe",
         description=EVAL_DESCRIPTION,
         epilog=EVAL_EXAMPLES,
-        formatter_class=type(
-            "_EvalFormatter",
-            (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter),
-            {},
-        ),
+        formatter_class=HelpFormatter,
     )
     src = parser.add_argument_group("inputs")
     src.add_argument("--embeddings", metavar="STORE", help="embedding Zarr store")
@@ -76,29 +72,30 @@ def add_eval_subparser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     syn = parser.add_argument_group("synthetic scene (without --embeddings)")
     syn.add_argument("--workdir", default=None,
                      help="folder for the synthetic scene (default: a temporary folder)")
-    syn.add_argument("--synthetic-size", type=_positive_int, default=448, metavar="PX")
-    syn.add_argument("--modality", default="s2_l2a", choices=("s2_l2a", "s2_l1c", "s1"))
+    syn.add_argument("--synthetic-size", type=positive_int, default=448, metavar="PX",
+                     help="width and height of the synthetic scene in pixels (10 m)")
+    syn.add_argument("--modality", default="s2_l2a", choices=("s2_l2a", "s2_l1c", "s1"),
+                     help="which of the scene's sensors to embed")
     syn.add_argument("--model", default="terrafm-b",
                      help="terrafm-b, terrafm-l or terrafm-tiny")
     syn.add_argument("--weights", default=None,
                      help="weights file; default random init (scores then mean little)")
     syn.add_argument("--level", choices=("patch", "tile"), default="patch",
                      help="patch: one sample per 16 px patch; tile: one per window")
-    syn.add_argument("--tile", type=_positive_int, default=224, metavar="PX",
+    syn.add_argument("--tile", type=positive_int, default=224, metavar="PX",
                      help="window size in pixels")
     syn.add_argument("--seed", type=int, default=0, help="scene, subsample and probe seed")
     pro = parser.add_argument_group("protocol")
-    pro.add_argument("--k", type=_positive_int, nargs="+", default=[1, 5, 20],
+    pro.add_argument("--k", type=positive_int, nargs="+", default=[1, 5, 20],
                      help="kNN neighbour counts")
     pro.add_argument("--temperature", type=float, default=0.07, help="kNN vote temperature")
-    pro.add_argument("--block", type=_positive_int, default=4,
+    pro.add_argument("--block", type=positive_int, default=4,
                      help="checkerboard cell side of the spatial split, in embedding cells")
-    pro.add_argument("--train-fraction", type=_fraction, default=1.0,
+    pro.add_argument("--train-fraction", type=positive_fraction, default=1.0,
                      help="stratified share of the training set (0.01: the 1%% protocol)")
     pro.add_argument("--no-linear", action="store_true", help="skip the linear probe")
-    log_group = parser.add_argument_group("logging")
-    log_group.add_argument("-v", "--verbose", action="count", default=0)
-    log_group.add_argument("-q", "--quiet", action="count", default=0)
+    add_logging_options(parser, progress=False)
+    # no on_interrupt note: an interrupted evaluation keeps nothing to resume from
     parser.set_defaults(func=run_eval_cli)
     return parser
 

@@ -9,16 +9,21 @@ that share exceeds 0.5 (positive votes outweigh negative votes).
 
 The test set is processed in chunks so that the similarity matrix held at any time stays
 below a fixed size (``chunk_size`` test rows × all training rows).
+
+torch is imported when a kNN runs, not with this module, so that importing
+:mod:`xterrafm.eval` (as ``xterrafm --help`` does) stays light.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import torch
 
 from xterrafm.eval.metrics import accuracy, micro_f1
 from xterrafm.eval.splits import subsample_training_set
@@ -48,6 +53,8 @@ class KNNScores:
 
 
 def _as_float_tensor(a: ArrayLike, name: str) -> torch.Tensor:
+    import torch
+
     t = a.detach().cpu() if isinstance(a, torch.Tensor) else torch.from_numpy(np.asarray(a))
     t = t.to(torch.float32)
     if t.ndim != 2:
@@ -60,7 +67,7 @@ def _as_float_tensor(a: ArrayLike, name: str) -> torch.Tensor:
 
 
 def _labels_numpy(a: ArrayLike) -> np.ndarray:
-    if isinstance(a, torch.Tensor):
+    if hasattr(a, "detach"):  # a torch tensor
         a = a.detach().cpu().numpy()
     return np.asarray(a)
 
@@ -104,6 +111,9 @@ def knn_scores(
     -------
     KNNScores
     """
+    import torch
+    import torch.nn.functional as F
+
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     if temperature <= 0:
@@ -156,20 +166,16 @@ def knn_scores(
     return KNNScores(scores=out, classes=classes)
 
 
-def knn(
-    train_x: ArrayLike,
-    train_y: ArrayLike,
-    test_x: ArrayLike,
-    k: int = 20,
-    temperature: float = 0.07,
-    multilabel: bool = False,
-    train_fraction: float = 1.0,
-    seed: int = 0,
-    chunk_size: int | None = None,
-) -> np.ndarray:
+def knn(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, **options: Any) -> np.ndarray:
     """Classify test embeddings by weighted cosine kNN (see the module docstring).
 
-    Parameters are those of `knn_scores`.
+    Parameters
+    ----------
+    train_x, train_y, test_x : array-like
+        As for `knn_scores`.
+    **options
+        Keyword arguments of `knn_scores`: ``k``, ``temperature``, ``multilabel``,
+        ``train_fraction``, ``seed``, ``chunk_size``.
 
     Returns
     -------
@@ -178,63 +184,56 @@ def knn(
         Multi-label: per-class scores (weighted positive shares), float32, shape (M, C);
         threshold at 0.5 for binary predictions.
     """
-    res = knn_scores(
-        train_x, train_y, test_x, k=k, temperature=temperature, multilabel=multilabel,
-        train_fraction=train_fraction, seed=seed, chunk_size=chunk_size,
-    )
-    if multilabel:
+    res = knn_scores(train_x, train_y, test_x, **options)
+    if options.get("multilabel", False):
         return res.scores
     return res.classes[np.argmax(res.scores, axis=1)]
 
 
-def knn_accuracy(
-    train_x: ArrayLike,
-    train_y: ArrayLike,
-    test_x: ArrayLike,
-    test_y: ArrayLike,
-    k: int = 20,
-    temperature: float = 0.07,
-    train_fraction: float = 1.0,
-    seed: int = 0,
-    chunk_size: int | None = None,
-) -> float:
+def knn_accuracy(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test_y: ArrayLike,
+                 **options: Any) -> float:
     """Top-1 accuracy of single-label kNN on a labelled test set.
+
+    Parameters
+    ----------
+    train_x, train_y, test_x : array-like
+        As for `knn_scores`.
+    test_y : array-like, shape (M,)
+        Test labels.
+    **options
+        Keyword arguments of `knn_scores` (``k``, ``temperature``, ``train_fraction``,
+        ``seed``, ``chunk_size``).
 
     Returns
     -------
     float
         Accuracy in [0, 1].
     """
-    pred = knn(
-        train_x, train_y, test_x, k=k, temperature=temperature, train_fraction=train_fraction,
-        seed=seed, chunk_size=chunk_size,
-    )
-    return accuracy(_labels_numpy(test_y), pred)
+    return accuracy(_labels_numpy(test_y), knn(train_x, train_y, test_x, **options))
 
 
-def knn_f1(
-    train_x: ArrayLike,
-    train_y: ArrayLike,
-    test_x: ArrayLike,
-    test_y: ArrayLike,
-    k: int = 20,
-    temperature: float = 0.07,
-    threshold: float = 0.5,
-    train_fraction: float = 1.0,
-    seed: int = 0,
-    chunk_size: int | None = None,
-) -> float:
+def knn_f1(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test_y: ArrayLike,
+           threshold: float = 0.5, **options: Any) -> float:
     """Micro-F1 of multi-label kNN (one binary kNN per class) on a multi-hot test set.
 
     A class is predicted when its weighted positive share exceeds ``threshold``.
+
+    Parameters
+    ----------
+    train_x, train_y, test_x : array-like
+        As for `knn_scores`; ``train_y`` multi-hot, shape (N, C).
+    test_y : array-like, shape (M, C)
+        Multi-hot test labels.
+    threshold : float
+        Share of positive votes above which a class is predicted.
+    **options
+        Keyword arguments of `knn_scores` (``k``, ``temperature``, ``train_fraction``,
+        ``seed``, ``chunk_size``).
 
     Returns
     -------
     float
         Micro-F1 in [0, 1].
     """
-    scores = knn(
-        train_x, train_y, test_x, k=k, temperature=temperature, multilabel=True,
-        train_fraction=train_fraction, seed=seed, chunk_size=chunk_size,
-    )
+    scores = knn(train_x, train_y, test_x, multilabel=True, **options)
     return micro_f1(_labels_numpy(test_y), scores > threshold)

@@ -15,7 +15,6 @@ bit-identical weights and scores.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike
 
 from xterrafm.eval.metrics import accuracy, mean_average_precision
+from xterrafm.eval.probe_training import train_adamw_cosine
 
 __all__ = ["LinearProbe", "fit_linear_probe", "linear_probe_score"]
 
@@ -161,7 +161,6 @@ def fit_linear_probe(
     n_classes, n, dim = len(classes), x.shape[0], x.shape[1]
     weight = torch.zeros(n_classes, dim, requires_grad=True)
     bias = torch.zeros(n_classes, requires_grad=True)
-    gen = torch.Generator().manual_seed(seed)
 
     if optimizer == "lbfgs":
         opt = torch.optim.LBFGS(
@@ -177,20 +176,11 @@ def fit_linear_probe(
 
         opt.step(closure)
     else:
-        opt = torch.optim.AdamW(
-            [weight, bias], lr=0.1 if lr is None else lr, weight_decay=weight_decay
+        train_adamw_cosine(
+            [weight, bias], lambda idx: loss_fn(xs[idx] @ weight.T + bias, target[idx]), n,
+            epochs=epochs, batch_size=batch_size, lr=0.1 if lr is None else lr,
+            weight_decay=weight_decay, seed=seed,
         )
-        steps_per_epoch = math.ceil(n / batch_size)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
-        for _ in range(epochs):
-            perm = torch.randperm(n, generator=gen)
-            for start in range(0, n, batch_size):
-                idx = perm[start : start + batch_size]
-                opt.zero_grad()
-                loss = loss_fn(xs[idx] @ weight.T + bias, target[idx])
-                loss.backward()
-                opt.step()
-                sched.step()
 
     with torch.no_grad():
         final_loss = float(loss_fn(xs @ weight.T + bias, target))

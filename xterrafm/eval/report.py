@@ -12,15 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import rasterio
 import xarray as xr
-from rasterio.enums import Resampling
 
-from xterrafm.bands import get_modality
 from xterrafm.eval.inputs import LabelledSamples, labelled_samples
 from xterrafm.eval.knn import knn
 from xterrafm.eval.linear import fit_linear_probe
@@ -36,10 +33,10 @@ __all__ = [
     "synthetic_scene_samples",
 ]
 
-log = logging.getLogger("xterrafm.eval")
+if TYPE_CHECKING:
+    from xterrafm.datasets import SyntheticScene
 
-#: Offset of Sentinel-2 digital numbers of processing baseline >= 04.00 (DN = ρ·10000 + 1000).
-_S2_DN_OFFSET = 1000.0
+log = logging.getLogger("xterrafm.eval")
 
 
 @dataclass(frozen=True)
@@ -132,57 +129,34 @@ def format_table(rows: Sequence[EvalRow], title: str | None = None) -> str:
     return "\n".join(out)
 
 
-def read_scene_cube(scene, modality: str = "s2_l2a") -> xr.DataArray:
-    """Read one modality of a synthetic scene into memory on its 10 m grid.
+def read_scene_cube(scene: SyntheticScene, modality: str = "s2_l2a") -> xr.DataArray:
+    """Open one modality of a synthetic scene on its 10 m grid, with :func:`xterrafm.io.load_stac`.
 
-    Sentinel-2 digital numbers become reflectance, ``(DN - 1000) / 10000`` (the scene's
-    processing baseline carries the +1000 offset), nodata 0 → NaN; 20 m and 60 m bands are
-    resampled to 10 m (nearest: they share the grid's origin). Sentinel-1 stays linear power.
+    The scene's STAC ItemCollection of that modality is read like any other: Sentinel-2
+    digital numbers become reflectance (the scene's processing baseline carries the +1000
+    offset), nodata becomes NaN, Sentinel-1 stays linear power. 20 m and 60 m bands are
+    resampled to 10 m with ``nearest`` (they share the grid's origin, so each coarse pixel
+    covers whole 10 m pixels).
 
     Parameters
     ----------
     scene : xterrafm.datasets.SyntheticScene
     modality : str
+        ``"s2_l2a"``, ``"s2_l1c"`` or ``"s1"``.
 
     Returns
     -------
     xarray.DataArray of float32, dims (time, band, y, x)
-        With the CRS (``spatial_ref``) and ``attrs["modality"]``, following the io contract.
+        Lazy (dask), on ``scene.geobox``, following the io contract (CRS in ``spatial_ref``,
+        ``attrs["modality"]``).
     """
-    spec = get_modality(modality)
-    if modality not in scene.band_paths:
-        raise ValueError(f"the scene has no {modality!r} rasters; it has {list(scene.band_paths)}")
-    height, width = scene.geobox.shape
-    times = []
-    for d in sorted(scene.band_paths[modality]):
-        bands = []
-        for name in spec.band_names:
-            with rasterio.open(scene.band_paths[modality][d][name]) as src:
-                a = src.read(1, out_shape=(height, width), resampling=Resampling.nearest)
-                nodata = src.nodata
-            a = a.astype(np.float32)
-            invalid = np.isnan(a) if nodata is None or np.isnan(nodata) else a == nodata
-            if modality.startswith("s2"):
-                a = (a - _S2_DN_OFFSET) / 10000.0
-            a[invalid] = np.nan
-            bands.append(a)
-        times.append(np.stack(bands))
-    from odc.geo.xr import xr_coords
+    from xterrafm.io import load_stac
 
-    coords = {name: c for name, c in xr_coords(scene.geobox).items() if name in ("y", "x")}
-    cube = xr.DataArray(
-        np.stack(times),
-        dims=("time", "band", "y", "x"),
-        coords={"time": np.array([_naive_utc(d) for d in scene.dates[: len(times)]],
-                                 dtype="datetime64[ns]"),
-                "band": list(spec.band_names), **coords},
-        attrs={"modality": modality},
-    )
-    return cube.rio.write_crs(scene.crs)
-
-
-def _naive_utc(d: datetime) -> datetime:
-    return d.astimezone(timezone.utc).replace(tzinfo=None) if d.tzinfo else d
+    if modality not in scene.item_collections:
+        raise ValueError(f"the scene has no {modality!r} items; it has "
+                         f"{sorted(scene.item_collections)}")
+    return load_stac(scene.item_collections[modality], modality=modality, geobox=scene.geobox,
+                     resampling="nearest")
 
 
 def embed_cube(

@@ -14,7 +14,6 @@ cosine decay; shuffling seeded by ``seed`` so results are reproducible.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike
 
 from xterrafm.eval.metrics import mean_iou
+from xterrafm.eval.probe_training import train_adamw_cosine
 
 __all__ = [
     "IGNORE_INDEX",
@@ -196,22 +196,13 @@ def fit_segmentation_probe(
         mean, scale = torch.zeros(f.shape[1]), torch.ones(f.shape[1])
     weight = torch.zeros(n_classes, f.shape[1], requires_grad=True)
     bias = torch.zeros(n_classes, requires_grad=True)
-    opt = torch.optim.AdamW([weight, bias], lr=lr, weight_decay=weight_decay)
-    n = f.shape[0]
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-        opt, T_max=epochs * math.ceil(n / batch_size)
-    )
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=gen)
-        for start in range(0, n, batch_size):
-            idx = perm[start : start + batch_size]
-            opt.zero_grad()
-            logits = _head_logits(f[idx], mean, scale, weight, bias, (big_h, big_w))
-            loss = F.cross_entropy(logits, lab[idx], ignore_index=ignore_index)
-            loss.backward()
-            opt.step()
-            sched.step()
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        logits = _head_logits(f[idx], mean, scale, weight, bias, (big_h, big_w))
+        return F.cross_entropy(logits, lab[idx], ignore_index=ignore_index)
+
+    train_adamw_cosine([weight, bias], batch_loss, f.shape[0], epochs=epochs,
+                       batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed)
     return SegmentationProbe(
         weight=weight.detach().numpy().copy(),
         bias=bias.detach().numpy().copy(),

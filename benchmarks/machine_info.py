@@ -1,0 +1,29 @@
+"""One line describing the machine a benchmark ran on, for its report.
+
+Imported by the benchmark scripts as ``from machine_info import describe_machine`` (a script's
+own folder is first on ``sys.path`` when it runs as ``python benchmarks/<script>.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what :mod:`platform` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_machine(**versions: str) -> str:
+    """``"<cpu model>, <n> cores, name version, ..."`` with the given software versions."""
+    parts = [cpu_model(), f"{os.cpu_count()} cores"]
+    parts += [f"{name} {version}" for name, version in versions.items()]
+    return ", ".join(parts)
