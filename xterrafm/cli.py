@@ -25,13 +25,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import signal
 import sys
 from collections.abc import Callable, Sequence
-from types import FrameType
 
 from xterrafm._version import __version__
 from xterrafm.bands import MODALITIES
+from xterrafm.batch.interrupts import StopRequests, Terminated
 from xterrafm.cli_options import (
     HelpFormatter,
     add_logging_options,
@@ -79,10 +78,6 @@ log = logging.getLogger("xterrafm")
 
 class UsageError(ValueError):
     """A problem with the command's arguments or SOURCE (exit code 2)."""
-
-
-class Terminated(BaseException):
-    """Raised in the main thread when the process receives SIGTERM."""
 
 
 EMBED_DESCRIPTION = """\
@@ -382,10 +377,6 @@ def _stopped_message(what: str, args: argparse.Namespace) -> str:
     return f"{what}; {note}" if note else what
 
 
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated(f"received signal {signum}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``xterrafm`` command line.
 
@@ -407,19 +398,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     configure_logging(getattr(args, "verbose", 0), getattr(args, "quiet", 0))
-    previous = None
+    stops = StopRequests()
+    args.stop_requests = stops
     try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread (e.g. called from a worker thread)
-        previous = None
-    try:
-        return int(func(args))
+        with stops.installed():
+            return int(func(args))
     except KeyboardInterrupt:
         log.error("%s", _stopped_message("interrupted", args))
         return EXIT_INTERRUPTED
     except Terminated:
         log.error("%s", _stopped_message("terminated", args))
         return EXIT_TERMINATED
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)

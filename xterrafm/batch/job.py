@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,9 @@ class EmbedJob:
         Cluster settings.
     progress : bool
         Show progress bars.
+    stop_check : callable, optional
+        Called after every wave; raises to stop the job (the CLI passes
+        :meth:`xterrafm.batch.interrupts.StopRequests.check`).
     """
 
     out: Path
@@ -116,6 +120,7 @@ class EmbedJob:
     local: LocalOptions = field(default_factory=LocalOptions)
     gateway: GatewayOptions = field(default_factory=GatewayOptions)
     progress: bool = True
+    stop_check: Callable[[], None] | None = None
 
 
 @dataclass
@@ -277,6 +282,7 @@ def job_from_args(args: argparse.Namespace) -> EmbedJob:
             gpu=args.gpu,
         ),
         progress=progress,
+        stop_check=getattr(getattr(args, "stop_requests", None), "check", None),
     )
 
 
@@ -487,6 +493,7 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
                               f"({len(targets)} CRSs: {', '.join(targets)})")
         log.info("the area spans %d CRSs: one group per CRS in %s", len(targets), job.out)
         _prepare_root(job.out, [g for _, g in targets.values() if g], job.overwrite)
+    on_wave = None if job.stop_check is None else (lambda _done: job.stop_check())
     with open_cluster(job.cluster, local=job.local, gateway=job.gateway) as running:
         summary.cluster = running.name
         wave_size = job.wave_size or _default_wave_size(running.client)
@@ -499,7 +506,8 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
                 done = embed_to_zarr(
                     cube, store, client=running.client,
                     overwrite=job.overwrite and group is None,
-                    wave_size=wave_size, progress=job.progress, **job.embed_kwargs,
+                    wave_size=wave_size, progress=job.progress, on_wave=on_wave,
+                    **job.embed_kwargs,
                 )
             except (FingerprintMismatchError, FileExistsError) as err:
                 raise StoreMismatchError(str(err)) from err
