@@ -61,6 +61,7 @@ class PretrainConfig:
     center_momentum: float = 0.9
     center_lambda: float = 0.5
     center_alpha: float = 1.0
+    koleo_weight: float = 0.0
     # optimisation
     base_lr: float = 5e-4
     min_lr: float = 1e-6
@@ -97,6 +98,8 @@ class PretrainConfig:
             raise ValueError(f"center_lambda must be in [0, 1], got {self.center_lambda}")
         if self.amp not in ("auto", "bf16", "fp32"):
             raise ValueError(f"amp must be 'auto', 'bf16' or 'fp32', got {self.amp!r}")
+        if self.koleo_weight < 0:
+            raise ValueError(f"koleo_weight must be >= 0, got {self.koleo_weight}")
         if self.max_steps < 0:
             raise ValueError("max_steps must be >= 0")
         if self.num_workers < 0:

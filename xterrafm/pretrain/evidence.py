@@ -15,7 +15,7 @@ from torch import nn
 
 from xterrafm.data.cube import TrainingCube
 
-__all__ = ["landcover_windows", "knn_landcover_accuracy"]
+__all__ = ["landcover_windows", "knn_landcover_accuracy", "embedding_effective_rank"]
 
 
 def landcover_windows(
@@ -81,3 +81,30 @@ def knn_landcover_accuracy(
     emb = torch.cat([model(x[i:i + batch_size], modality=modality)
                      for i in range(0, len(x), batch_size)]).float()
     return float(knn_accuracy(emb[split], labels[split], emb[~split], labels[~split], k=k))
+
+
+def embedding_effective_rank(embeddings: torch.Tensor) -> float:
+    """Effective rank of a set of embeddings: a measure of dimensional collapse.
+
+    ``exp(H(p))`` with ``p`` the normalised squared singular values of the centred
+    embeddings: ``D`` when the variance is spread evenly over ``D`` directions, 1 when it lies
+    on one direction (collapse).
+
+    Parameters
+    ----------
+    embeddings : Tensor (N, D)
+
+    Returns
+    -------
+    float
+        Between 1 and ``min(N, D)``.
+    """
+    if embeddings.ndim != 2 or embeddings.shape[0] < 2:
+        raise ValueError(f"need (N >= 2, D) embeddings, got {tuple(embeddings.shape)}")
+    x = embeddings.double()
+    s2 = torch.linalg.svdvals(x - x.mean(0)) ** 2
+    if float(s2.sum()) == 0.0:
+        raise ValueError("all embeddings are identical: the effective rank is undefined")
+    p = s2 / s2.sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))

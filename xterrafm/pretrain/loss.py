@@ -93,6 +93,7 @@ class DualCenteringDINOLoss(nn.Module):
         self.register_buffer("center_batch", torch.zeros(1, out_dim))
         self.register_buffer("center_class", torch.zeros(1, out_dim))
         self.last_teacher_entropy = float("nan")
+        self.last_teacher_marginal_entropy = float("nan")
 
     @property
     def center(self) -> torch.Tensor:
@@ -146,6 +147,11 @@ class DualCenteringDINOLoss(nn.Module):
         # mean entropy of the teacher distributions (nats): ln K means collapse to uniform,
         # 0 collapse to one prototype; logged to watch for either.
         self.last_teacher_entropy = float(-(probs * probs.clamp_min(1e-30).log()).sum(-1).mean())
+        # entropy of the batch-mean teacher distribution: near 0 while the per-sample entropy
+        # is also near 0 means every sample picks the same prototype (collapse, loss -> 0)
+        marginal = probs.mean(0)
+        self.last_teacher_marginal_entropy = float(
+            -(marginal * marginal.clamp_min(1e-30).log()).sum())
         t = probs.chunk(g)
         s = F.log_softmax(student_logits.float() / self.student_temp, dim=-1).chunk(n_views)
         total = student_logits.new_zeros((), dtype=torch.float32)

@@ -79,9 +79,17 @@ class MultiViewModel(nn.Module):
         global_keep: torch.Tensor,
         local_inputs: Mapping[str, torch.Tensor] | None = None,
         local_keep: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Head logits of the global views, then the local views: (V*B, K), view-major."""
+        return_global_features: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Head logits of the global views, then the local views: (V*B, K), view-major.
+
+        With ``return_global_features`` also the backbone CLS embeddings of the global views,
+        (G*B, D), for regularisers on the embedding itself (KoLeo).
+        """
         feats = [self.encode(global_inputs, global_keep)]
         if local_inputs is not None and local_keep is not None and local_keep.shape[0]:
             feats.append(self.encode(local_inputs, local_keep))
-        return self.head(torch.cat(feats).float())
+        logits = self.head(torch.cat(feats).float())
+        if return_global_features:
+            return logits, feats[0]
+        return logits

@@ -31,6 +31,7 @@ from xterrafm.pretrain.config import PretrainConfig
 from xterrafm.pretrain.ema import update_teacher
 from xterrafm.pretrain.export import export_backbone
 from xterrafm.pretrain.head import DINOHead
+from xterrafm.pretrain.koleo import koleo_loss
 from xterrafm.pretrain.loss import DualCenteringDINOLoss, inverse_frequency_weights
 from xterrafm.pretrain.metrics import MetricsLog
 from xterrafm.pretrain.multiview import MultiViewModel
@@ -346,15 +347,22 @@ def _train(config: PretrainConfig, data: Sequence[object] | None, output: Path, 
             with _autocast(config, env.device):
                 with torch.no_grad():
                     t_logits = teacher(batch["global"], batch["global_keep"])
-                s_logits = model(batch["global"], batch["global_keep"],
-                                 batch.get("local"), batch.get("local_keep"))
+                s_logits, s_global = model(batch["global"], batch["global_keep"],
+                                           batch.get("local"), batch.get("local_keep"),
+                                           return_global_features=True)
             weights = inverse_frequency_weights(batch["class_proportions"], class_freq,
                                                 config.center_alpha)
             loss = criterion(s_logits.float(), t_logits.float(), t_temp, weights)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at step {step}")
+            objective, koleo = loss, None
+            if config.koleo_weight > 0:
+                # per global view, over the samples of this rank's batch (as DINOv2)
+                koleo_t = torch.stack([koleo_loss(f) for f in s_global.chunk(2)]).mean()
+                objective = loss + config.koleo_weight * koleo_t
+                koleo = float(koleo_t.detach())
+            if not torch.isfinite(objective):
+                raise FloatingPointError(f"loss is {objective.item()} at step {step}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             if config.clip_grad > 0:
                 torch.nn.utils.clip_grad_norm_(student.parameters(), config.clip_grad)
             if step < freeze_steps:
@@ -375,6 +383,8 @@ def _train(config: PretrainConfig, data: Sequence[object] | None, output: Path, 
                     "step": step, "epoch": epoch, "loss": loss_value, "lr": lr,
                     "weight_decay": wd, "teacher_temp": t_temp, "teacher_momentum": momentum,
                     "teacher_entropy": criterion.last_teacher_entropy,
+                    "teacher_marginal_entropy": criterion.last_teacher_marginal_entropy,
+                    "koleo": koleo,
                     "samples_per_s": n_acc * global_batch / max(time_acc, 1e-9),
                     "data_wait_fraction": wait_acc / max(time_acc, 1e-9),
                 })
