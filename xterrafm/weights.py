@@ -14,15 +14,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from xterrafm.models import FUSION_PREFIX, TerraFM, TerraFMConfig, get_config
+from xterrafm.models.vit import init_vit_weights
 
 __all__ = [
     "HF_FILENAME",
@@ -205,9 +207,49 @@ def _serialise(sd: Mapping[str, Tensor]) -> bytes:
     return save({k: v.detach().to("cpu").contiguous() for k, v in sd.items()})
 
 
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                       torch.float64: "F64"}
+
+
+def _single_dtype_header(sd: Mapping[str, Tensor]) -> tuple[bytes, list[str]] | None:
+    """The safetensors header of ``sd`` and its data order, for a state_dict of one float dtype.
+
+    With one dtype, the format orders tensors by name (byte order) and writes a compact JSON
+    header padded with spaces to a multiple of 8 bytes. Mixed dtypes (whose order depends on
+    the library's dtype ranking) return ``None``.
+    """
+    dtypes = {v.dtype for v in sd.values()}
+    if len(dtypes) != 1 or next(iter(dtypes)) not in _SAFETENSORS_DTYPES:
+        return None
+    code = _SAFETENSORS_DTYPES[next(iter(dtypes))]
+    names = sorted(sd, key=lambda k: k.encode())
+    entries, offset = [], 0
+    for k in names:
+        nbytes = sd[k].numel() * sd[k].element_size()
+        meta = {"dtype": code, "shape": list(sd[k].shape), "data_offsets": [offset, offset + nbytes]}
+        entries.append(json.dumps(k) + ":" + json.dumps(meta, separators=(",", ":")))
+        offset += nbytes
+    header = ("{" + ",".join(entries) + "}").encode()
+    return header + b" " * (-len(header) % 8), names
+
+
 def state_dict_sha256(sd: Mapping[str, Tensor]) -> str:
-    """SHA-256 (hex) of the safetensors serialisation of ``sd`` (no metadata; deterministic)."""
-    return hashlib.sha256(_serialise(sd)).hexdigest()
+    """SHA-256 (hex) of the safetensors serialisation of ``sd`` (no metadata; deterministic).
+
+    Equals the SHA-256 of the file :func:`convert_weights` writes. For the usual single-dtype
+    state_dict the digest is streamed over the tensors' memory (no serialised copy: ViT-B is
+    450 MB, hashed once per Dask worker).
+    """
+    layout = _single_dtype_header(sd)
+    if layout is None:
+        return hashlib.sha256(_serialise(sd)).hexdigest()
+    header, names = layout
+    digest = hashlib.sha256(len(header).to_bytes(8, "little"))
+    digest.update(header)
+    for k in names:
+        t = sd[k].detach().to("cpu").contiguous()
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def _infer_config(sd: Mapping[str, Tensor]) -> TerraFMConfig:
@@ -317,6 +359,35 @@ def download_published_weights(name: str = "terrafm-b",
 
 
 # -- building --------------------------------------------------------------------------------
+def _model_for_weights(cfg: TerraFMConfig, sd: Mapping[str, Tensor], seed: int,
+                       copy: bool) -> TerraFM:
+    """Build the model straight from ``sd`` without paying for a random initialisation.
+
+    The module is created on the ``meta`` device (no memory, no init: ViT-B's init alone
+    takes seconds, once per Dask worker) and the checkpoint tensors are assigned to it.
+    Fusion parameters a published checkpoint lacks get fresh values, seeded by ``seed``.
+    ``copy`` clones the tensors (for a state_dict the caller still holds), so that the
+    model never shares storage with it.
+    """
+    with torch.device("meta"):
+        model = TerraFM(cfg)
+    absent = check_state_dict(model, sd)
+    if absent:
+        fusion = model.patch_embed.fusion.to_empty(device="cpu")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            fusion.apply(init_vit_weights)
+            nn.init.trunc_normal_(fusion.queries, std=0.02)
+    dtypes = {k: v.dtype for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().to(dtype=dtypes[k]) for k, v in sd.items()}
+    if copy:
+        tensors = {k: v.clone() for k, v in tensors.items()}
+    # fusion keys may be missing: fresh values, with a warning
+    model.load_state_dict({k: v.contiguous() for k, v in tensors.items()}, strict=True,
+                          assign=True)
+    return model
+
+
 def load_model(
     name: str | TerraFMConfig = "terrafm-b",
     weights: str | os.PathLike | Mapping[str, Tensor] | None = None,
@@ -377,15 +448,14 @@ def load_model(
         sd = read_weights(weights)
         source = str(Path(weights).expanduser())
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = TerraFM(cfg)
     if sd is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = TerraFM(cfg)
         digest = state_dict_sha256(model.state_dict())
         source = f"random-init(seed={seed})"
     else:
-        check_state_dict(model, sd)
-        model.load_state_dict(sd, strict=True)  # fusion keys may be missing: fresh, with a warning
+        model = _model_for_weights(cfg, sd, seed, copy=isinstance(weights, Mapping))
         digest = state_dict_sha256(sd)
     model.weights_sha256 = digest
     model.weights_source = source

@@ -183,3 +183,44 @@ def test_corrupt_file_is_a_value_error_not_unsafe(tmp_path: Path):
     with pytest.raises(ValueError, match="cannot read") as info:
         load_model("terrafm-tiny", weights=path)
     assert not isinstance(info.value, UnsafeWeightsError)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_streamed_hash_equals_the_safetensors_file_hash(dtype) -> None:
+    # The streamed digest must equal sha256 of safetensors' own serialisation, whatever the
+    # names, shapes (scalars, empty tensors) and the float dtype; mixed dtypes fall back.
+    import hashlib
+
+    from safetensors.torch import save
+
+    from xterrafm.weights import state_dict_sha256
+
+    g = torch.Generator().manual_seed(0)
+    sd = {"blocks.1.w": torch.randn(3, 2, generator=g), "a.x": torch.randn(5, generator=g),
+          "empty": torch.zeros(0), "scalar": torch.tensor(1.5), "Z": torch.randn(7, generator=g)}
+    sd = {k: v.to(dtype) for k, v in sd.items()}
+    assert state_dict_sha256(sd) == hashlib.sha256(save(sd)).hexdigest()
+    mixed = {**sd, "count": torch.arange(3)}
+    assert state_dict_sha256(mixed) == hashlib.sha256(save(mixed)).hexdigest()
+
+
+def test_loading_a_state_dict_copies_it_and_seeds_missing_fusion_keys() -> None:
+    from xterrafm.weights import load_model
+
+    src = load_model("terrafm-tiny", seed=3)
+    published = {k: v for k, v in src.state_dict().items() if not k.startswith(FUSION_PREFIX)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        a = load_model("terrafm-tiny", weights=published, seed=7)
+        b = load_model("terrafm-tiny", weights=published, seed=7)
+    for k, v in a.state_dict().items():
+        assert v.device.type == "cpu" and v.dtype == torch.float32
+        assert torch.equal(v, b.state_dict()[k])  # fresh fusion values are seeded
+        if k in published:
+            assert torch.equal(v, published[k])
+            assert v.data_ptr() != published[k].data_ptr()  # never shares the caller's storage
+    first = next(iter(published))
+    before = published[first].clone()
+    with torch.no_grad():
+        a.state_dict()[first].add_(1.0)
+    assert torch.equal(published[first], before)
