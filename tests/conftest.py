@@ -14,6 +14,18 @@ TESTS_DIR = Path(__file__).parent
 REFERENCE_TSV = TESTS_DIR / "data" / "terrafm_state_dict.tsv"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Torch uses one thread in tests: the CI machine has two cores, shared with dask threads
+    and with the worker processes some tests start."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def reference_tsv() -> Path:
     """The published state_dict layout (names and shapes), copied from shared/reference."""

@@ -103,7 +103,7 @@ otherwise it stops with exit code 3. --overwrite starts again.
 
 EMBED_EXAMPLES = """\
 examples:
-  python -m xterrafm embed --out xterrafm-output/embeddings.zarr
+  python -m xterrafm embed --level patch --out xterrafm-output/embeddings.zarr
   xterrafm embed https://planetarycomputer.microsoft.com/api/stac/v1 \\
       --collection sentinel-2-l2a --bbox 11.0 46.0 11.2 46.2 --datetime 2024-06 \\
       --modality s2_l2a --out emb.zarr --cluster gateway --adapt 1 20 --gpu 1

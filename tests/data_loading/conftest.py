@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 from zarr.storage import LocalStore, WrapperStore
 
@@ -63,14 +62,6 @@ class CountingStore(WrapperStore):
     def chunk_reads(self) -> Counter:
         """Reads of chunk keys only (not metadata)."""
         return Counter({k: v for k, v in self.counts.items() if "/c/" in k})
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,6 @@ import pytest
 import xarray as xr
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _few_torch_threads():
-    import torch
-
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> str:
     """A terrafm-tiny safetensors file (seeded random values, not the default seed)."""

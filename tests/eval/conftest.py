@@ -4,16 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _one_torch_thread():
-    """Keep torch to one thread: the CI machine has two cores shared with dask."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-torch.set_num_threads(1)
-
 
 def read_layout(tsv: Path, variant: str) -> dict[str, tuple[int, ...]]:
     """``{key: shape}`` of one variant from the published layout TSV."""

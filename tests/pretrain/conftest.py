@@ -3,15 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _write_cube(path, size=128, chunk=64, seed=0):
