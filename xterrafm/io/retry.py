@@ -30,6 +30,8 @@ import rasterio.errors
 from odc.loader import RioDriver, RioReader
 from odc.loader._rio import rio_env, rio_read
 
+from xterrafm.io.upsample import read_source_fast
+
 __all__ = ["AssetReadError", "RetryPolicy", "RetryingRioDriver"]
 
 log = logging.getLogger(__name__)
@@ -133,6 +135,10 @@ class RetryingRioReader(RioReader):
                 env["CPL_VSIL_CURL_NON_CACHED"] = vsi
             try:
                 with rio_env(**env):
+                    fast = read_source_fast(self._src, strict, dst_geobox, dst=dst,
+                                            selection=selection)
+                    if fast is not None:
+                        return fast
                     return rio_read(self._src, strict, dst_geobox, dst=dst, selection=selection)
             except rasterio.errors.RasterioError as e:
                 last = e
