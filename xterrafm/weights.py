@@ -396,6 +396,7 @@ def load_model(
     precision: str = "fp32",
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
+    sha256: str | None = None,
 ) -> TerraFM:
     """Build a TerraFM encoder in eval mode, optionally with weights.
 
@@ -417,6 +418,10 @@ def load_model(
         lacks them). The global RNG is left untouched.
     cache_dir : path-like, optional
         Hugging Face cache directory for ``weights="hf"``.
+    sha256 : str, optional
+        The weights' SHA-256 when the caller already knows it (e.g. Dask workers that find the
+        file unchanged since the client hashed it); taken as ``model.weights_sha256`` instead
+        of hashing the tensors again. Ignored for random initialisation.
 
     Returns
     -------
@@ -456,7 +461,7 @@ def load_model(
         source = f"random-init(seed={seed})"
     else:
         model = _model_for_weights(cfg, sd, seed, copy=isinstance(weights, Mapping))
-        digest = state_dict_sha256(sd)
+        digest = sha256 or state_dict_sha256(sd)
     model.weights_sha256 = digest
     model.weights_source = source
     model.precision = precision

@@ -117,6 +117,15 @@ def _weights_arg(weights: Any) -> str | None:
     return str(Path(text).expanduser().resolve())
 
 
+def weights_stamp(weights: Any) -> tuple[int, int] | None:
+    """``(size in bytes, mtime in ns)`` of a weights file; None for random init and ``"hf"``."""
+    wpath = _weights_arg(weights)
+    if wpath in (None, "hf"):
+        return None
+    st = os.stat(wpath)
+    return (int(st.st_size), int(st.st_mtime_ns))
+
+
 def describe_model(model: str = "terrafm-b", weights: Any = None, seed: int = 0
                    ) -> tuple[str, str, int]:
     """Weights hash, source description and embedding width, without a graph.
@@ -142,11 +151,7 @@ def describe_model(model: str = "terrafm-b", weights: Any = None, seed: int = 0
 
     cfg = get_config(model)
     wpath = _weights_arg(weights)
-    stamp: tuple = ()
-    if wpath not in (None, "hf"):
-        st = os.stat(wpath)
-        stamp = (st.st_size, st.st_mtime_ns)
-    key = (cfg.name, wpath, seed, stamp)
+    key = (cfg.name, wpath, seed, weights_stamp(weights))
     with _DESCRIBE_LOCK:
         if key not in _DESCRIBED:
             if wpath is None or wpath == "hf":
@@ -284,7 +289,7 @@ def embed(cube: xr.DataArray | xr.Dataset, model: str = "terrafm-b", weights: An
     spec = ModelSpec(model=get_config(model).name, weights=_weights_arg(weights),
                      weights_sha256=sha, modality=modality, normalize=normalize, seed=int(seed),
                      device=device, precision=precision, batch_size=batch_size,
-                     torch_threads=torch_threads)
+                     torch_threads=torch_threads, weights_stamp=weights_stamp(weights))
 
     data = cube.data
     if not isinstance(data, da.Array):

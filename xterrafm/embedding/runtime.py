@@ -7,7 +7,18 @@ later task of that process reuses it. Tasks running in threads of one process sh
 (inference is read-only).
 
 Torch intra-op threads are set once per process (:func:`configure_torch_threads`) so that
-``dask threads x torch threads`` does not exceed the process's cores.
+``dask threads x torch threads`` does not exceed the process's cores. (Serialising forward
+passes per process and giving each all the cores was measured as well: on 2 cores it was
+slower, because every read or normalisation running beside a multi-threaded forward stalls
+its threads at their barriers; independent single-threaded forwards do not wait on each
+other.)
+
+Dask's nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536``. Setting it switches off
+glibc's adaptive thresholds, so every allocation above 128 KiB — each activation tensor of a
+forward pass — becomes an ``mmap``/``munmap`` pair with fresh, zero-filled pages: about 10 %
+of ViT-B's CPU throughput on our 2-core benchmark machine. :func:`tune_allocator` (run once per
+process with the torch settings) raises the mmap threshold above such tensors and the trim
+threshold above a forward pass's working set in those processes.
 
 The module also keeps counters (:func:`stats`) of what ran here, which tests and diagnostics
 read (e.g. through ``client.run(xterrafm.embedding.runtime.stats)``).
@@ -27,11 +38,13 @@ __all__ = [
     "configure_torch_threads",
     "default_torch_threads",
     "get_model",
+    "preload",
     "record",
     "resolve_batch_size",
     "resolve_device",
     "resolve_precision",
     "stats",
+    "tune_allocator",
 ]
 
 _LOCK = threading.Lock()
@@ -99,8 +112,41 @@ def default_torch_threads() -> int:
     return max(1, (cores or 1) // _dask_threads_in_this_process())
 
 
+#: glibc ``mallopt`` parameters and the values :func:`tune_allocator` sets.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_BYTES = 64 << 20
+_TRIM_THRESHOLD_BYTES = 256 << 20
+
+
+def tune_allocator() -> bool:
+    """Undo the effect of a small ``MALLOC_TRIM_THRESHOLD_`` on torch's allocations.
+
+    Only acts on glibc systems in processes whose environment sets ``MALLOC_TRIM_THRESHOLD_``
+    below 64 MiB (dask nannies set 64 KiB): there it sets glibc's mmap threshold to 64 MiB and
+    its trim threshold to 256 MiB (see the module docstring). Elsewhere it changes nothing.
+
+    Returns
+    -------
+    bool
+        Whether the allocator was changed.
+    """
+    value = os.environ.get("MALLOC_TRIM_THRESHOLD_", "")
+    if not value.isdigit() or int(value) >= _MMAP_THRESHOLD_BYTES:
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        ok = (libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES) == 1
+              and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) == 1)
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return ok
+
+
 def configure_torch_threads(n: int | None = None) -> int:
-    """Set torch's intra-op threads for this process once (later calls keep the first value).
+    """Set torch's intra-op threads for this process once (later calls keep the first value),
+    and tune its allocator (:func:`tune_allocator`).
 
     Parameters
     ----------
@@ -116,6 +162,8 @@ def configure_torch_threads(n: int | None = None) -> int:
 
     with _LOCK:
         if not _THREADS_SET:
+            if tune_allocator():
+                _STATS["allocator_tuned"] += 1
             want = int(n) if n else default_torch_threads()
             torch.set_num_threads(want)
             _THREADS_SET.append(want)
@@ -155,8 +203,14 @@ def get_model(spec: ModelSpec) -> tuple[Any, str]:
         if model is None:
             from xterrafm.weights import load_model
 
+            known = None
+            if spec.weights_stamp and spec.weights not in (None, "hf") and spec.weights_sha256:
+                st = os.stat(spec.weights)
+                if (st.st_size, st.st_mtime_ns) == tuple(spec.weights_stamp):
+                    known = spec.weights_sha256  # the file the graph's hash was taken of
             model = load_model(spec.model, spec.weights, device=device, precision=precision,
-                               seed=spec.seed)
+                               seed=spec.seed, sha256=known)
+            _STATS["weights_hashed"] += int(known is None)
             if spec.weights_sha256 and model.weights_sha256 != spec.weights_sha256:
                 raise ValueError(
                     f"weights {spec.weights!r} in process {os.getpid()} have sha256 "
@@ -165,6 +219,27 @@ def get_model(spec: ModelSpec) -> tuple[Any, str]:
             _MODELS[key] = model
             _STATS["models_built"] += 1
     return model, device
+
+
+def preload(spec: ModelSpec) -> int:
+    """Build (or find) this process's model for ``spec`` ahead of its first block.
+
+    Submitted once per worker when a job starts, so that loading the weights overlaps with the
+    first reads instead of delaying the first forward pass. It also warms the numba kernels of
+    the coarse-band reads (:func:`xterrafm.io.upsample.warm_up`). Torch threads are left to the
+    block functions.
+
+    Returns
+    -------
+    int
+        This process's id.
+    """
+    from xterrafm.io.upsample import warm_up
+
+    warm_up()
+    get_model(spec)
+    record(preloads=1)
+    return os.getpid()
 
 
 def record(**counts: int) -> None:

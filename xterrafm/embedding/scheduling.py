@@ -1,4 +1,5 @@
-"""Scheduler plumbing: GPU resource annotations that survive graph optimisation, progress.
+"""Scheduler plumbing: GPU resource annotations that survive graph optimisation, progress,
+and building the model in every worker while the first blocks are being read.
 
 Model tasks ask for ``resources={"GPU": 1}`` when the distributed workers declare a ``GPU``
 resource (:func:`gpu_resources`). Dask's array optimisation fuses tasks into a plain dict
@@ -23,6 +24,7 @@ __all__ = [
     "gpu_resources",
     "keep_annotations",
     "optimize_keeping_annotations",
+    "start_preload",
 ]
 
 
@@ -176,3 +178,49 @@ def compute(*objs: Any, client: Any = None, progress: bool = True) -> tuple:
             with TqdmCallback(desc="embedding"):
                 return dask.compute(*objs)
         return dask.compute(*objs)
+
+
+def start_preload(spec: Any, client: Any = None, resources: Mapping | None = None) -> list:
+    """Start building the model in every process that will run model tasks; do not wait.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The spec of the graph's model tasks.
+    client : distributed.Client, optional
+        With a client: one task per worker (per worker with ``resources`` when given), pinned
+        to it; they are submitted before the job's graph and therefore run first. Without: a
+        background thread of this process (local schedulers run tasks here).
+    resources : mapping, optional
+        Resource request of the model tasks (e.g. ``{"GPU": 1}``).
+
+    Returns
+    -------
+    list
+        Handles (futures or the thread) to keep until the job ends. A failed preload is not
+        reported here: the first block then builds the model itself and raises the error.
+    """
+    import threading
+
+    from xterrafm.embedding import runtime
+
+    if client is None:
+        def _build() -> None:
+            try:
+                runtime.preload(spec)
+            except Exception:  # noqa: BLE001 - the first block raises it again, in context
+                pass
+
+        thread = threading.Thread(target=_build, name="xterrafm-preload", daemon=True)
+        thread.start()
+        return [thread]
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    futures = []
+    for addr, info in workers.items():
+        have = info.get("resources") or {}
+        if resources and not all(have.get(k, 0) >= v for k, v in resources.items()):
+            continue
+        futures.append(client.submit(runtime.preload, spec, workers=[addr], priority=1_000_000,
+                                     allow_other_workers=False, pure=False,
+                                     resources=dict(resources) if resources else None))
+    return futures

@@ -43,6 +43,10 @@ class ModelSpec:
     torch_threads : int or None
         Intra-op threads of torch in each worker process (None: the process's CPU share, see
         :func:`xterrafm.embedding.runtime.default_torch_threads`).
+    weights_stamp : (int, int) or None
+        Size in bytes and modification time in ns of the weights file when ``weights_sha256``
+        was computed. A process that finds the file with the same stamp takes the recorded
+        hash instead of hashing the tensors again; any other stamp means hashing and checking.
     """
 
     model: str
@@ -55,6 +59,7 @@ class ModelSpec:
     precision: str = "auto"
     batch_size: int | None = None
     torch_threads: int | None = None
+    weights_stamp: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISION_CHOICES:

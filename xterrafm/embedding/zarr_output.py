@@ -40,7 +40,8 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from xterrafm.embedding.scheduling import get_client, keep_annotations
+from xterrafm.embedding.scheduling import get_client, keep_annotations, start_preload
+from xterrafm.embedding.spec import ModelSpec
 
 __all__ = [
     "EmbedSummary",
@@ -263,7 +264,10 @@ def prepare_store(emb: xr.DataArray, store: str, *, overwrite: bool = False,
         if _marker_paths(fs, root):
             raise FileExistsError(f"{store} has written blocks but no complete template; "
                                   "pass overwrite=True to start again")
-    ds = emb.to_dataset(name=_VAR)
+    # the template needs only shape, chunks and dtype: a placeholder of the same chunks spares
+    # xarray materialising the embedding graph just to write metadata
+    placeholder = da.empty(emb.shape, chunks=emb.data.chunks, dtype=emb.dtype)
+    ds = emb.copy(data=placeholder).to_dataset(name=_VAR)
     ds.attrs[_FINGERPRINT_ATTR] = json.dumps(fp, sort_keys=True)
     chunks = [c[0] for c in emb.data.chunks]
     enc = {_VAR: {"chunks": chunks}}
@@ -479,6 +483,15 @@ def _written_counts(emb: xr.DataArray, store: str, resources: dict | None) -> da
                              store=store, emb_axis=emb_axis)
 
 
+def _resources(emb: xr.DataArray) -> dict | None:
+    """The resource request annotated on ``emb``'s model tasks (e.g. ``{"GPU": 1}``), if any."""
+    resources = None
+    for layer in emb.data.dask.layers.values():
+        if layer.annotations and "resources" in layer.annotations:
+            resources = layer.annotations["resources"]
+    return resources
+
+
 def _auto_wave_size(client: Any) -> int:
     """4 blocks per dask thread (at least 4): keeps workers busy while bounding what the
     scheduler reads ahead, so memory does not grow with the scene."""
@@ -542,11 +555,7 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
     client = get_client(client)
     if wave_size == "auto":
         wave_size = _auto_wave_size(client)
-    resources = None
-    if emb.data.dask.layers:
-        for layer in emb.data.dask.layers.values():
-            if layer.annotations and "resources" in layer.annotations:
-                resources = layer.annotations["resources"]
+    resources = _resources(emb)
     counts = _written_counts(emb, store, resources)
     bar = tqdm(total=len(blocks), desc="embedding blocks", unit="block", disable=not progress)
     try:
@@ -556,7 +565,11 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
                 if client is not None:
                     from distributed import as_completed
 
-                    futures = client.compute(parts)
+                    # one submission per block, earlier blocks first: the scheduler then
+                    # reads block by block, and the first forward passes start after one
+                    # block's reads instead of after the whole wave's
+                    futures = [client.compute(p, priority=len(parts) - i)
+                               for i, p in enumerate(parts)]
                     results = []
                     # the loop of *this* client: as_completed otherwise looks for a default
                     # client, and a client made with set_as_default=False is not one
@@ -590,6 +603,18 @@ class _TaskBar(dask.callbacks.Callback):
         name = key[0] if isinstance(key, tuple) else key
         if isinstance(name, str) and name.startswith(self._prefix):
             self._bar.update(1)
+
+
+def _model_spec(emb: xr.DataArray, embed_kwargs: dict) -> ModelSpec:
+    """The model identity of ``emb``'s tasks (what :func:`runtime.get_model` caches by)."""
+    from xterrafm.embedding.api import _weights_arg, weights_stamp
+
+    a = emb.attrs
+    weights = embed_kwargs.get("weights")
+    return ModelSpec(model=a["model"], weights=_weights_arg(weights),
+                     weights_sha256=a["weights_sha256"], modality=a["modality"],
+                     seed=int(a["seed"]), device=a["device"], precision=a["precision"],
+                     weights_stamp=weights_stamp(weights))
 
 
 def embed_to_zarr(cube: xr.DataArray | xr.Dataset, store: str, *, client: Any = None,
@@ -636,13 +661,18 @@ def embed_to_zarr(cube: xr.DataArray | xr.Dataset, store: str, *, client: Any = 
     client = get_client(client)
     emb = _regular(embed(cube, client=client, **embed_kwargs))
     store = str(store)
+    # workers start loading the model now, while the template is written and blocks are read
+    preloading = start_preload(_model_spec(emb, embed_kwargs), client, _resources(emb))
     state = prepare_store(emb, store, overwrite=overwrite, zarr_format=zarr_format)
     todo = pending_blocks(emb, store)
+    if not todo and client is not None:
+        client.cancel([f for f in preloading if hasattr(f, "key")])
     summary = EmbedSummary(store=store, level=str(emb.attrs["level"]),
                            blocks_total=len(_all_blocks(emb)))
     summary.blocks_skipped = summary.blocks_total - len(todo)
     summary.extra["state"] = state
     write_blocks(emb, store, todo, client=client, wave_size=wave_size, on_wave=on_wave,
                  progress=progress, summary=summary)
+    del preloading  # held until here: releasing a future may cancel its task
     summary.seconds = time.perf_counter() - t0
     return summary

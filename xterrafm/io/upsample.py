@@ -27,7 +27,13 @@ import numpy as np
 import rasterio
 from numba import njit
 
-__all__ = ["axis_map", "read_axis_aligned", "read_source_fast", "resample_axis_aligned"]
+__all__ = [
+    "axis_map",
+    "read_axis_aligned",
+    "read_source_fast",
+    "resample_axis_aligned",
+    "warm_up",
+]
 
 #: Resampling methods the fast path implements.
 METHODS = ("bilinear", "nearest")
@@ -279,3 +285,15 @@ def read_source_fast(src: Any, cfg: Any, dst_geobox: Any, dst: np.ndarray | None
         with rasterio.Env(VSI_CACHE=False):
             return read_axis_aligned(rdr, band, dst_geobox, str(cfg.resampling), dst_dtype,
                                      src_nodata, dst_nodata, dst=dst)
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the bilinear kernel for Sentinel-2's uint16 DN.
+
+    The first numba call of a process costs a few tenths of a second; embedding jobs call this
+    while the model loads (:func:`xterrafm.embedding.runtime.preload`), so that the first
+    block's reads do not pay it.
+    """
+    ys = xs = np.array([0.75, 1.25])
+    resample_axis_aligned(np.ones((2, 2), dtype="uint16"), ys, xs, "bilinear",
+                          np.empty((2, 2), dtype="float32"), nodata=0.0)
