@@ -3,6 +3,12 @@
 Each view is a random resized crop of the tile (the same geometry for every modality of the
 tile, since they are co-registered), randomly flipped and rotated by a multiple of 90°, that
 keeps a random non-empty subset of the modalities present in the tile.
+
+Optionally (:class:`MultiCropConfig` ``brightness``, ``contrast``, ``band_jitter``, ``noise``;
+all 0 by default) a view's kept modalities are also jittered radiometrically, in normalised
+units, with probability ``radiometric_p`` per view and modality — the multispectral
+counterpart of DINO's colour jitter: without it, every view of a tile shares its mean spectrum
+and matching views needs nothing but that spectrum.
 """
 
 from __future__ import annotations
@@ -17,7 +23,13 @@ import torch.nn.functional as F
 
 from xterrafm.bands import get_modality
 
-__all__ = ["MultiCropConfig", "random_resized_box", "make_views", "choose_modalities"]
+__all__ = [
+    "MultiCropConfig",
+    "choose_modalities",
+    "jitter_radiometry",
+    "make_views",
+    "random_resized_box",
+]
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,17 @@ class MultiCropConfig:
         Range of the crop aspect ratio (sampled log-uniformly).
     flip, rotate : bool
         Random horizontal/vertical flips and 90° rotations.
+    brightness : float
+        Standard deviation of a shift added to all bands of a view (normalised units).
+    contrast : float
+        Half-width of the uniform range ``[1 - c, 1 + c]`` of a gain applied to a view's
+        deviations from its per-band mean.
+    band_jitter : float
+        Standard deviation of per-band gains ``1 + N(0, j)`` (changes the spectrum's shape).
+    noise : float
+        Standard deviation of additive per-pixel Gaussian noise.
+    radiometric_p : float
+        Probability that a view's modality is jittered at all (0.8, as DINO's colour jitter).
     """
 
     global_size: int = 224
@@ -47,6 +70,16 @@ class MultiCropConfig:
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip: bool = True
     rotate: bool = True
+    brightness: float = 0.0
+    contrast: float = 0.0
+    band_jitter: float = 0.0
+    noise: float = 0.0
+    radiometric_p: float = 0.8
+
+    @property
+    def radiometric(self) -> bool:
+        """Whether any radiometric jitter is configured."""
+        return any(v > 0 for v in (self.brightness, self.contrast, self.band_jitter, self.noise))
 
     def __post_init__(self) -> None:
         if self.n_global < 1:
@@ -57,6 +90,13 @@ class MultiCropConfig:
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi <= 1:
                 raise ValueError(f"{name} must satisfy 0 < lo <= hi <= 1, got {(lo, hi)}")
+        for name in ("brightness", "contrast", "band_jitter", "noise"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.radiometric_p <= 1.0:
+            raise ValueError(f"radiometric_p must be in [0, 1], got {self.radiometric_p}")
+        if self.contrast >= 1:
+            raise ValueError(f"contrast must be < 1 (gains stay positive), got {self.contrast}")
 
 
 def random_resized_box(
@@ -123,6 +163,39 @@ def _crop(
     return out
 
 
+def jitter_radiometry(rng: np.random.Generator, x: torch.Tensor,
+                      config: MultiCropConfig) -> torch.Tensor:
+    """Radiometric jitter of one view of one modality (see the module docstring).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    x : Tensor (C, H, W)
+        Normalised pixels of the view.
+    config : MultiCropConfig
+
+    Returns
+    -------
+    Tensor (C, H, W)
+        ``x`` itself when the draw skips this view, else a jittered copy.
+    """
+    if not config.radiometric or rng.random() >= config.radiometric_p:
+        return x
+    c = x.shape[0]
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    gain = 1.0 + rng.uniform(-config.contrast, config.contrast) if config.contrast else 1.0
+    out = mean + (x - mean) * gain
+    if config.band_jitter:
+        bands = 1.0 + rng.normal(0.0, config.band_jitter, size=c).astype(np.float32)
+        out = out * torch.from_numpy(bands)[:, None, None]
+    if config.brightness:
+        out = out + float(rng.normal(0.0, config.brightness))
+    if config.noise:
+        out = out + config.noise * torch.from_numpy(
+            rng.standard_normal(tuple(x.shape), dtype=np.float32))
+    return out
+
+
 def make_views(
     rng: np.random.Generator,
     tile: Mapping[str, torch.Tensor],
@@ -170,7 +243,8 @@ def make_views(
             keep[v] = choose_modalities(rng, present)
             for i, m in enumerate(modalities):
                 if keep[v, i]:
-                    stacks[m][v] = _crop(tile[m], box, size, flip_h, flip_v, k)
+                    view = _crop(tile[m], box, size, flip_h, flip_v, k)
+                    stacks[m][v] = jitter_radiometry(rng, view, config)
         out[name] = stacks
         out[f"{name}_keep"] = torch.from_numpy(keep)
     return out

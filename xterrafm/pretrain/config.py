@@ -41,6 +41,12 @@ class PretrainConfig:
     global_crop_scale: list[float] = field(default_factory=lambda: [0.4, 1.0])
     local_crop_scale: list[float] = field(default_factory=lambda: [0.05, 0.4])
     min_valid_fraction: float = 0.5
+    # radiometric jitter of the views (normalised units; 0 = off, see xterrafm.data.views)
+    brightness: float = 0.0
+    contrast: float = 0.0
+    band_jitter: float = 0.0
+    noise: float = 0.0
+    radiometric_p: float = 0.8
     sampling: str = "weighted"
     alpha: float = 0.5
     shuffle_window: int = 4

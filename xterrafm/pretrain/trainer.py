@@ -134,7 +134,9 @@ def build_dataset(config: PretrainConfig, data: Sequence[object], rank: int | No
     views = MultiCropConfig(
         global_size=config.global_crop_size, local_size=config.local_crop_size,
         n_local=config.n_local_crops, global_scale=tuple(config.global_crop_scale),
-        local_scale=tuple(config.local_crop_scale),
+        local_scale=tuple(config.local_crop_scale), brightness=config.brightness,
+        contrast=config.contrast, band_jitter=config.band_jitter, noise=config.noise,
+        radiometric_p=config.radiometric_p,
     )
     return TileDataset(
         list(data), tile_size=config.tile_size, min_valid_fraction=config.min_valid_fraction,
