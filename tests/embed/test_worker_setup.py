@@ -123,3 +123,20 @@ def test_windows_run_in_balanced_batches(make_cube, tiny_weights):
         runtime.record = orig
     assert sorted(seen, reverse=True) == [7, 6, 6, 6]
     assert np.isfinite(got.values).all()
+
+
+def test_local_preload_thread_never_outlives_the_job(cube, tiny_weights, tmp_path):
+    """On local schedulers the preload runs in a thread of this process; it is joined before
+    embed_to_zarr returns, also when nothing is left to do (a thread still inside torch at
+    interpreter exit aborts the process)."""
+    import threading
+
+    import dask
+
+    with dask.config.set(scheduler="threads"):
+        for _ in range(2):  # the second call resumes a complete store: no block to run
+            summary = embed_to_zarr(cube, tmp_path / "e.zarr", model="terrafm-tiny",
+                                    weights=tiny_weights, tile=64, progress=False)
+            assert summary.complete
+            assert not [t for t in threading.enumerate() if t.name == "xterrafm-preload"]
+    assert summary.blocks_skipped == summary.blocks_total

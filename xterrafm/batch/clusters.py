@@ -42,7 +42,13 @@ class ClusterError(RuntimeError):
 
 @dataclass(frozen=True)
 class LocalOptions:
-    """Sizing of a LocalCluster; ``None`` lets distributed size it to the machine.
+    """Sizing of a LocalCluster.
+
+    With neither ``n_workers`` nor ``threads_per_worker`` given, the cluster is one worker
+    process with a thread per CPU this process may use: model tasks release the GIL, the
+    process holds one copy of the model, and on our 2-core benchmark machine 1 worker x 2
+    threads embedded faster than distributed's default of 2 workers x 1 thread (see
+    docs/benchmarks.md). Giving one of the two leaves the other to distributed.
 
     Attributes
     ----------
@@ -190,11 +196,20 @@ def close_gateway(gateway: Any) -> None:
             del gateway._loop_runner
 
 
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 @contextmanager
 def _local_cluster(options: LocalOptions) -> Iterator[RunningCluster]:
     from distributed import Client, LocalCluster
 
     kwargs: dict[str, Any] = {"dashboard_address": None, "host": "127.0.0.1"}
+    if options.n_workers is None and options.threads_per_worker is None:
+        kwargs.update(n_workers=1, threads_per_worker=_usable_cpus())
     if options.n_workers is not None:
         kwargs["n_workers"] = options.n_workers
     if options.threads_per_worker is not None:

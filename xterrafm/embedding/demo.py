@@ -76,7 +76,8 @@ def pca_rgb(emb: np.ndarray, upscale: int = 8) -> np.ndarray:
 def run_demo(out_dir: str | Path, *, model: str = "terrafm-b", weights: Any = None,
              modality: str = "s2_l2a", level: str = "patch", tile: int = 224,
              stride: int | None = None, width: int = 448, height: int = 448, n_dates: int = 2,
-             seed: int = 0, n_workers: int = 2, threads_per_worker: int = 1, client: Any = None,
+             seed: int = 0, n_workers: int = 1, threads_per_worker: int | None = None,
+             client: Any = None,
              progress: bool = True, overwrite: bool = True) -> DemoResult:
     """Generate the synthetic scene, embed it on a LocalCluster, write Zarr and a PNG preview.
 
@@ -91,7 +92,8 @@ def run_demo(out_dir: str | Path, *, model: str = "terrafm-b", weights: Any = No
     width, height, n_dates, seed
         Size, dates and seed of the synthetic scene.
     n_workers, threads_per_worker : int
-        LocalCluster (processes) started when no ``client`` is given.
+        LocalCluster (processes) started when no ``client`` is given; default one worker
+        with a thread per core (``threads_per_worker=None``).
     client : distributed.Client, optional
         Use this client instead of starting a cluster.
     progress : bool
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> DemoResult:
     p.add_argument("--level", default="patch", choices=["tile", "patch"])
     p.add_argument("--tile", type=int, default=224)
     p.add_argument("--stride", type=int, default=None)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     res = run_demo(a.out_dir, model=a.model, weights=a.weights, level=a.level, tile=a.tile,

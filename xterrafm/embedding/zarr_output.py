@@ -29,6 +29,7 @@ import contextlib
 import json
 import math
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -663,16 +664,24 @@ def embed_to_zarr(cube: xr.DataArray | xr.Dataset, store: str, *, client: Any = 
     store = str(store)
     # workers start loading the model now, while the template is written and blocks are read
     preloading = start_preload(_model_spec(emb, embed_kwargs), client, _resources(emb))
-    state = prepare_store(emb, store, overwrite=overwrite, zarr_format=zarr_format)
-    todo = pending_blocks(emb, store)
-    if not todo and client is not None:
-        client.cancel([f for f in preloading if hasattr(f, "key")])
-    summary = EmbedSummary(store=store, level=str(emb.attrs["level"]),
-                           blocks_total=len(_all_blocks(emb)))
-    summary.blocks_skipped = summary.blocks_total - len(todo)
-    summary.extra["state"] = state
-    write_blocks(emb, store, todo, client=client, wave_size=wave_size, on_wave=on_wave,
-                 progress=progress, summary=summary)
-    del preloading  # held until here: releasing a future may cancel its task
+    try:
+        state = prepare_store(emb, store, overwrite=overwrite, zarr_format=zarr_format)
+        todo = pending_blocks(emb, store)
+        if not todo and client is not None:
+            client.cancel([f for f in preloading if hasattr(f, "key")])
+        summary = EmbedSummary(store=store, level=str(emb.attrs["level"]),
+                               blocks_total=len(_all_blocks(emb)))
+        summary.blocks_skipped = summary.blocks_total - len(todo)
+        summary.extra["state"] = state
+        write_blocks(emb, store, todo, client=client, wave_size=wave_size, on_wave=on_wave,
+                     progress=progress, summary=summary)
+    finally:
+        # a preload thread of this process must not outlive the job: a thread still inside
+        # torch when the interpreter exits aborts the process; futures are held until here,
+        # since releasing one may cancel its task
+        for handle in preloading:
+            if isinstance(handle, threading.Thread):
+                handle.join()
+        del preloading
     summary.seconds = time.perf_counter() - t0
     return summary
