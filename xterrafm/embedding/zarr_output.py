@@ -662,13 +662,16 @@ def embed_to_zarr(cube: xr.DataArray | xr.Dataset, store: str, *, client: Any = 
     client = get_client(client)
     emb = _regular(embed(cube, client=client, **embed_kwargs))
     store = str(store)
+    spec, resources = _model_spec(emb, embed_kwargs), _resources(emb)
     # workers start loading the model now, while the template is written and blocks are read
-    preloading = start_preload(_model_spec(emb, embed_kwargs), client, _resources(emb))
+    preloading = start_preload(spec, client, resources) if client is not None else []
     try:
         state = prepare_store(emb, store, overwrite=overwrite, zarr_format=zarr_format)
         todo = pending_blocks(emb, store)
         if not todo and client is not None:
-            client.cancel([f for f in preloading if hasattr(f, "key")])
+            client.cancel(preloading)
+        elif todo and client is None:  # local schedulers: a thread here, only if needed
+            preloading = start_preload(spec, None, resources)
         summary = EmbedSummary(store=store, level=str(emb.attrs["level"]),
                                blocks_total=len(_all_blocks(emb)))
         summary.blocks_skipped = summary.blocks_total - len(todo)

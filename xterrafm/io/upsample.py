@@ -274,7 +274,6 @@ def read_source_fast(src: Any, cfg: Any, dst_geobox: Any, dst: np.ndarray | None
         return None
     if getattr(src, "meta", None) is not None and src.meta.extra_dims:
         return None
-    dst_dtype = None
     with rasterio.open(src.uri, "r", sharing=False) as rdr:
         band = int(src.band) if src.band else 0
         if band < 1 or band > rdr.count:
