@@ -196,20 +196,13 @@ def close_gateway(gateway: Any) -> None:
             del gateway._loop_runner
 
 
-def _usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
 @contextmanager
 def _local_cluster(options: LocalOptions) -> Iterator[RunningCluster]:
     from distributed import Client, LocalCluster
 
     kwargs: dict[str, Any] = {"dashboard_address": None, "host": "127.0.0.1"}
     if options.n_workers is None and options.threads_per_worker is None:
-        kwargs.update(n_workers=1, threads_per_worker=_usable_cpus())
+        kwargs["n_workers"] = 1  # distributed then gives it a thread per usable CPU
     if options.n_workers is not None:
         kwargs["n_workers"] = options.n_workers
     if options.threads_per_worker is not None:

@@ -213,12 +213,7 @@ def read_axis_aligned(rdr: Any, bidx: Any, dst_geobox: Any, method: str, dst_dty
         return None
     if rdr.crs is None or dst_geobox.crs is None or rdr.gcps[0] or rdr.rpcs:
         return None
-    try:
-        same_crs = rasterio.crs.CRS.from_user_input(rdr.crs) == rasterio.crs.CRS.from_user_input(
-            str(dst_geobox.crs))
-    except rasterio.errors.CRSError:
-        return None
-    if not same_crs:
+    if dst_geobox.crs != rdr.crs:  # odc-geo's CRS comparison (accepts rasterio CRS)
         return None
     rel = _relation(rdr.transform, dst_geobox.transform)
     if rel is None:
