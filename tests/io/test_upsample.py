@@ -126,3 +126,27 @@ def test_load_stac_coarse_band_equals_gdal(synthetic_scene, band):
     want = (want - 1000) * np.float32(1e-4)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_fast_path_decided_from_the_stac_grid(synthetic_scene):
+    """Coarse bands with a STAC grid take the fast path; 10 m bands and sources without a
+    grid go to odc-loader untouched (so they are not opened twice)."""
+    from odc.geo.geobox import GeoBox as _GeoBox
+    from odc.loader.types import RasterLoadParams, RasterSource
+
+    from xterrafm.io.upsample import read_source_fast
+
+    sc = synthetic_scene
+    cfg = RasterLoadParams(dtype="float32", resampling="bilinear")
+    dst = sc.geobox[:224, :224]
+
+    def source(band, with_grid=True):
+        path = sc.band_paths["s2_l2a"][0][band]
+        with rasterio.open(path) as r:
+            grid = _GeoBox(r.shape, r.transform, r.crs)
+        return RasterSource(str(path), band=1, geobox=grid if with_grid else None)
+
+    roi, pix = read_source_fast(source("B05"), cfg, dst)
+    assert pix.shape == (224, 224) and np.isfinite(pix).any()
+    assert read_source_fast(source("B04"), cfg, dst) is None  # same resolution
+    assert read_source_fast(source("B05", with_grid=False), cfg, dst) is None

@@ -168,13 +168,16 @@ def resample_axis_aligned(src: np.ndarray, ys: np.ndarray, xs: np.ndarray, metho
 
 def _relation(src_transform: Any, dst_transform: Any) -> tuple[float, float, float, float] | None:
     """``(sy, oy, sx, ox)``: source pixel coordinates ``x_src = ox + sx * x_dst`` (same for y)
-    when both grids are axis-aligned with the same orientation and the source is coarser or
-    equal; None otherwise."""
+    when both grids are axis-aligned with the same orientation and the source is coarser along
+    at least one axis (and not finer along the other); None otherwise — for the same
+    resolution odc-loader pastes, or warps sub-pixel shifts, itself."""
     rel = ~src_transform * dst_transform  # output pixel coords -> source pixel coords
     if abs(rel.b) > _TOL or abs(rel.d) > _TOL:
         return None
     sx, sy = rel.a, rel.e
     if not (0 < sx <= 1 + _TOL and 0 < sy <= 1 + _TOL):
+        return None
+    if abs(sx - 1) < _TOL and abs(sy - 1) < _TOL:
         return None
     return sy, rel.f, sx, rel.c
 
@@ -219,8 +222,6 @@ def read_axis_aligned(rdr: Any, bidx: Any, dst_geobox: Any, method: str, dst_dty
     if rel is None:
         return None
     sy, oy, sx, ox = rel
-    if abs(sx - 1) < _TOL and abs(sy - 1) < _TOL:
-        return None  # same resolution: odc-loader pastes or warps sub-pixel shifts itself
     h_dst, w_dst = dst_geobox.shape
     ys_all, xs_all = axis_map(h_dst, sy, oy), axis_map(w_dst, sx, ox)
     rows = np.nonzero((ys_all >= 0) & (ys_all < rdr.height))[0]
@@ -260,14 +261,21 @@ def read_source_fast(src: Any, cfg: Any, dst_geobox: Any, dst: np.ndarray | None
     Returns
     -------
     (roi, pixels) or None
-        As ``odc.loader._rio.rio_read``; None when the fast path does not apply (nothing has
-        been read then, beyond the file's header).
+        As ``odc.loader._rio.rio_read``; None when the fast path does not apply. The decision
+        is taken from ``src.geobox`` (the asset's grid from STAC ``proj`` metadata) without
+        opening the file; sources without one are left to odc-loader.
     """
     from odc.loader._reader import resolve_dst_dtype, resolve_dst_nodata, resolve_src_nodata
 
     if selection is not None or str(cfg.resampling).lower() not in METHODS:
         return None
     if getattr(src, "meta", None) is not None and src.meta.extra_dims:
+        return None
+    # decide from the STAC grid (proj:transform/shape) before opening anything, so a band the
+    # fast path does not take is opened once, by odc-loader, not twice
+    gbox = getattr(src, "geobox", None)
+    if (gbox is None or gbox.crs != dst_geobox.crs
+            or _relation(gbox.transform, dst_geobox.transform) is None):
         return None
     with rasterio.open(src.uri, "r", sharing=False) as rdr:
         band = int(src.band) if src.band else 0
