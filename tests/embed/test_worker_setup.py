@@ -83,8 +83,10 @@ def test_preload_in_this_process_builds_the_spec_model(tiny_weights):
                      modality="s2_l2a", weights_stamp=weights_stamp(tiny_weights))
     assert runtime.preload(spec) == os.getpid()
     assert runtime.stats()["models_built"] == 1
-    runtime.get_model(spec)
+    model, _ = runtime.get_model(spec)
     assert runtime.stats()["models_built"] == 1  # cached
+    # the patch embedding of the spec's modality is folded with the build, not in a block
+    assert set(model.patch_embed._folds._entries) == {"values:s2_l2a", "head"}
     runtime.clear_cache()
 
 

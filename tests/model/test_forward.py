@@ -264,3 +264,47 @@ def test_pickle_and_deepcopy_drop_folded_cache(tiny):
         assert not clone.patch_embed._folds._entries
         with torch.no_grad():
             assert torch.equal(clone(x, "s1"), ref)
+
+
+def test_prepare_builds_the_folds_a_forward_pass_uses(tiny):
+    tiny.eval()
+    tiny.prepare("S2_L2A", image_size=(64, 96))
+    folds = tiny.patch_embed._folds._entries
+    assert set(folds) == {"values:s2_l2a", "head"}
+    assert set(tiny._pos_cache._entries) == {"pos:(4, 6)"}
+    built = {k: v[1] for k, v in folds.items()}
+    with torch.inference_mode():
+        tiny(_x(tiny.config.in_channels["s2_l2a"]), "s2_l2a")
+    assert all(folds[k][1] is built[k] for k in built)  # used, not rebuilt
+    with pytest.raises(ValueError, match="modality"):
+        tiny.prepare("s3")
+    tiny.train()
+    tiny.prepare("s1")  # training mode: nothing to prepare
+    assert not tiny.patch_embed._folds._entries
+
+
+def test_fold_cache_builds_once_for_threads_that_miss_together():
+    import threading
+    import time
+
+    from xterrafm.models.patch_embed import _FoldCache
+
+    cache, source, builds = _FoldCache(), torch.ones(3), []
+
+    def build():
+        builds.append(1)
+        time.sleep(0.2)  # long enough for every thread to miss the cache
+        return torch.zeros(1)
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(cache.get("w", (source,), build)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(builds) == 1
+    assert len(results) == 4 and all(r is results[0] for r in results)
+    source.add_(1)  # a changed source is rebuilt
+    cache.get("w", (source,), build)
+    assert len(builds) == 2

@@ -216,6 +216,9 @@ def get_model(spec: ModelSpec) -> tuple[Any, str]:
                     f"weights {spec.weights!r} in process {os.getpid()} have sha256 "
                     f"{model.weights_sha256}, but the graph was built for "
                     f"{spec.weights_sha256}: the file changed or workers see another file")
+            # fold the patch embedding now, once, rather than in the first forward pass of
+            # every thread that starts together (about a second each for ViT-B)
+            model.prepare(spec.modality)
             _MODELS[key] = model
             _STATS["models_built"] += 1
     return model, device
@@ -225,7 +228,8 @@ def preload(spec: ModelSpec) -> int:
     """Build (or find) this process's model for ``spec`` ahead of its first block.
 
     Submitted once per worker when a job starts, so that loading the weights overlaps with the
-    first reads instead of delaying the first forward pass. It also warms the numba kernels of
+    first reads instead of delaying the first forward pass (the build includes folding the
+    patch embedding, :meth:`xterrafm.models.TerraFM.prepare`). It also warms the numba kernels of
     the coarse-band reads (:func:`xterrafm.io.upsample.warm_up`). Torch threads are left to the
     block functions.
 

@@ -123,6 +123,34 @@ class TerraFM(nn.Module):
         self._pos_cache.clear()
         return super().train(mode)
 
+    def prepare(self, modality: str, image_size: int | tuple[int, int] | None = None) -> None:
+        """Build the cached inference maps for ``modality`` ahead of the first forward pass.
+
+        In eval mode the first forward pass of a modality folds the patch-embedding maps and,
+        for a new image size, resizes the position embedding (about a second for ViT-B on one
+        core). Calling this once after loading moves that cost off the first batch; Dask workers
+        do it while their first blocks are read. Without effect in training mode.
+
+        Parameters
+        ----------
+        modality : str
+            Modality to prepare (aliases accepted).
+        image_size : int or (int, int), optional
+            Input height and width in pixels (multiples of the patch size) whose position
+            embedding to prepare as well.
+        """
+        mod = check_modality(modality)
+        if mod not in self.config.modalities:
+            raise ValueError(
+                f"this model has no stem for modality {mod!r}; known: {list(self.modalities)}")
+        with torch.no_grad():  # the state of the forward passes the caches serve
+            if not self._use_fast_path():
+                return
+            self.patch_embed.prepare_folds(mod)
+            if image_size is not None:
+                h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+                self._pos_embed_for((h // self.patch_size, w // self.patch_size), fast=True)
+
     def load_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True,
                         assign: bool = False):
         """Load parameters; the fusion keys (``patch_embed.fusion.*``) may be absent.
