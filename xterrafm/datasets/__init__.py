@@ -21,6 +21,7 @@ _LAZY = {
     "S2_DN_OFFSET": "xterrafm.datasets.scene",
     "SyntheticScene": "xterrafm.datasets.scene",
     "make_synthetic_scene": "xterrafm.datasets.scene",
+    "write_synthetic_training_cube": "xterrafm.datasets.training_cube",
 }
 
 __all__ = ["WORLDCOVER_CLASSES", *_LAZY]

@@ -15,7 +15,19 @@ from torch import nn
 
 from xterrafm.data.cube import TrainingCube
 
-__all__ = ["landcover_windows", "knn_landcover_accuracy", "embedding_effective_rank"]
+__all__ = ["S2_EVIDENCE_OVERRIDES", "embedding_effective_rank", "knn_landcover_accuracy",
+           "landcover_windows"]
+
+#: Overrides of the ``tiny`` config of the Sentinel-2 evidence run (``docs/pretraining.md``,
+#: "Held-out scenes"): 300 steps of batch 16 on 56 px tiles with 48/32 px crops, 64 prototypes,
+#: DINO's center momentum, KoLeo against collapse and radiometric jitter of the views, on an
+#: S2 L2A training cube of the synthetic scene (896 px, seed 0, 2 dates).
+S2_EVIDENCE_OVERRIDES: dict[str, object] = {
+    "batch_size": 16, "tile_size": 56, "global_crop_size": 48, "local_crop_size": 32,
+    "out_dim": 64, "center_momentum": 0.9, "koleo_weight": 1.0,
+    "brightness": 0.5, "contrast": 0.5, "band_jitter": 0.2, "noise": 0.1,
+    "base_lr": 0.002, "total_steps": 300, "max_steps": 300,
+}
 
 
 def landcover_windows(

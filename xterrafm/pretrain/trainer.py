@@ -106,24 +106,12 @@ def _setup_distributed(device_pref: str) -> _Dist:
 def _synthetic_cube(config: PretrainConfig, output: Path, env: _Dist) -> Path:
     """Generate (rank 0) the default synthetic scene and its Zarr training cube."""
     cube_path = output / "synthetic" / "training_cube.zarr"
-    if env.rank == 0 and not (cube_path / "zarr.json").exists():
-        import shutil
+    if env.rank == 0:
+        from xterrafm.datasets import write_synthetic_training_cube
 
-        from xterrafm.datasets import make_synthetic_scene
-        from xterrafm.io.grid import build_training_cube, write_training_cube
-
-        scene = make_synthetic_scene(
-            output / "synthetic" / "scene", seed=config.seed, width=config.synthetic_size,
-            height=config.synthetic_size, n_dates=config.synthetic_dates, overwrite=True,
-        )
-        sources = {m: scene.item_collections[m] for m in scene.modalities}
-        cube = build_training_cube(scene.geobox, landcover=scene.landcover_path,
-                                   chunk_px=config.synthetic_chunk, **sources)
-        tmp = cube_path.with_name(cube_path.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        write_training_cube(cube, tmp)
-        os.replace(tmp, cube_path)
+        write_synthetic_training_cube(
+            output / "synthetic", seed=config.seed, size=config.synthetic_size,
+            n_dates=config.synthetic_dates, chunk_px=config.synthetic_chunk)
     env.barrier()
     return cube_path
 
