@@ -49,3 +49,24 @@ def test_gateway_options_memory_in_gib_and_unknown_options_named() -> None:
         gateway_cluster_options(Options(Integer("worker_cores", 1)), GatewayOptions(gpu=1))
     with pytest.raises(ClusterError, match="rejected gpu=4"):
         gateway_cluster_options(full, GatewayOptions(gpu=4))
+
+
+def test_local_cluster_fails_tasks_instead_of_waiting_forever_without_workers() -> None:
+    import dask
+    from distributed.scheduler import NoWorkerError
+
+    from xterrafm.batch.clusters import LOCAL_NO_WORKERS_TIMEOUT, LocalOptions, open_cluster
+
+    small = LocalOptions(n_workers=1, threads_per_worker=1)
+    with open_cluster("local", local=small) as running:
+        assert running.cluster.scheduler.no_workers_timeout == \
+            dask.utils.parse_timedelta(LOCAL_NO_WORKERS_TIMEOUT)
+    # a user's setting wins; with every worker gone, a task fails once it is over
+    with dask.config.set({"distributed.scheduler.no-workers-timeout": "1s"}), \
+            open_cluster("local", local=small) as running:
+        client = running.client
+        assert running.cluster.scheduler.no_workers_timeout == 1.0
+        client.retire_workers(list(client.scheduler_info()["workers"]), close_workers=True)
+        future = client.submit(sum, [1, 2])
+        with pytest.raises(NoWorkerError, match="without any running workers"):
+            future.result(timeout=60)

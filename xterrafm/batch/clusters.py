@@ -32,6 +32,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: How long tasks of a LocalCluster we start may wait for a worker when none is left (a nanny
+#: restarts a dead worker within seconds): then they fail and the job ends with an error
+#: instead of waiting forever. Used unless ``distributed.scheduler.no-workers-timeout`` is set.
+LOCAL_NO_WORKERS_TIMEOUT = "60s"
+
 #: ``--cluster`` values with a meaning; any other value is a scheduler address.
 CLUSTER_KINDS = ("threads", "local", "gateway")
 
@@ -211,7 +216,12 @@ def _local_cluster(options: LocalOptions) -> Iterator[RunningCluster]:
         kwargs["memory_limit"] = options.memory_limit
     if options.resources:
         kwargs["resources"] = dict(options.resources)
-    cluster = LocalCluster(**kwargs)
+    import dask
+
+    timeout = dask.config.get("distributed.scheduler.no-workers-timeout", None)
+    with dask.config.set({"distributed.scheduler.no-workers-timeout":
+                          timeout or LOCAL_NO_WORKERS_TIMEOUT}):
+        cluster = LocalCluster(**kwargs)  # the scheduler reads the timeout as it starts
     try:
         client = Client(cluster)
         try:
