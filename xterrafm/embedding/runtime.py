@@ -217,7 +217,7 @@ def get_model(spec: ModelSpec) -> tuple[Any, str]:
                     f"{model.weights_sha256}, but the graph was built for "
                     f"{spec.weights_sha256}: the file changed or workers see another file")
             # fold the patch embedding now, once, rather than in the first forward pass of
-            # every thread that starts together (about a second each for ViT-B)
+            # every thread that starts together (about half a second each for ViT-B)
             model.prepare(spec.modality)
             _MODELS[key] = model
             _STATS["models_built"] += 1

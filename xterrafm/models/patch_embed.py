@@ -274,17 +274,15 @@ class ModalityPatchEmbed(nn.Module):
         wv, bv = self._folded_values(modality)
         return self._head_folded(F.linear(patchify(x, self.patch_size), wv, bv))
 
-    def prepare_folds(self, modality: str, keys: bool = False) -> None:
-        """Build the folded maps of ``modality`` now (the head map too; the fusion key map when
-        ``keys``), instead of in the first folded forward pass.
+    def prepare_folds(self, modality: str) -> None:
+        """Build the folded maps of ``modality`` (and the shared head map) now, instead of in
+        the first folded forward pass.
 
-        For ViT-B the folds are two float64 products of about 24 GFLOP together, about a second
-        on one core: done once per process ahead of the first batch, off its critical path.
+        For ViT-B the folds are two products of about 24 GFLOP together, about half a second on
+        one core: done once per process ahead of the first batch, off its critical path.
         """
         self._folded_values(modality)
         self._folded_head()
-        if keys:
-            self._folded_keys(modality)
 
     # -- several modalities --------------------------------------------------------------
     def forward_multi(self, inputs: Mapping[str, Tensor], folded: bool = False) -> Tensor:

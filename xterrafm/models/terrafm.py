@@ -127,8 +127,8 @@ class TerraFM(nn.Module):
         """Build the cached inference maps for ``modality`` ahead of the first forward pass.
 
         In eval mode the first forward pass of a modality folds the patch-embedding maps and,
-        for a new image size, resizes the position embedding (about a second for ViT-B on one
-        core). Calling this once after loading moves that cost off the first batch; Dask workers
+        for a new image size, resizes the position embedding (about half a second for ViT-B on
+        one core). Calling this once after loading moves that cost off the first batch; Dask workers
         do it while their first blocks are read. Without effect in training mode.
 
         Parameters
