@@ -39,16 +39,10 @@ SECTION = "## Pretraining (bench_pretrain.py)"
 
 
 def make_cube(root: Path, size: int, chunk: int) -> Path:
-    """Synthetic scene -> training cube in Zarr (via xterrafm.datasets and xterrafm.io)."""
-    from xterrafm.datasets import make_synthetic_scene
-    from xterrafm.io.grid import build_training_cube, write_training_cube
+    """Synthetic scene (seed 0, 2 dates, all modalities) -> training cube in Zarr."""
+    from xterrafm.datasets import write_synthetic_training_cube
 
-    scene = make_synthetic_scene(root / "scene", width=size, height=size, n_dates=2)
-    cube = build_training_cube(scene.geobox, landcover=scene.landcover_path, chunk_px=chunk,
-                               **{m: scene.item_collections[m] for m in scene.modalities})
-    path = root / "cube.zarr"
-    write_training_cube(cube, path)
-    return path
+    return write_synthetic_training_cube(root, size=size, n_dates=2, chunk_px=chunk)
 
 
 def loader_rate(config, cube: Path, workers: int, epochs: int) -> tuple[float, int]:
