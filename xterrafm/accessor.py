@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import xarray as xr
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import xarray as xr
 
 __all__ = ["TerraFMDataArrayAccessor", "TerraFMDatasetAccessor"]
 
@@ -24,7 +27,7 @@ class _TerraFMAccessor:
               normalize: str | None = "terrafm-v1", min_valid: float = 0.5,
               **kwargs: Any) -> xr.DataArray:
         """Lazy TerraFM embeddings of this cube; see :func:`xterrafm.embedding.embed`."""
-        from xterrafm.embedding import embed
+        from xterrafm.embedding.api import embed
 
         return embed(self._obj, model=model, weights=weights, modality=modality, level=level,
                      tile=tile, stride=stride, batch_size=batch_size, device=device,
@@ -37,7 +40,7 @@ class _TerraFMAccessor:
         -------
         EmbedSummary
         """
-        from xterrafm.embedding import embed_to_zarr
+        from xterrafm.embedding.zarr_output import embed_to_zarr
 
         return embed_to_zarr(self._obj, store, **kwargs)
 

@@ -38,6 +38,7 @@ from xterrafm.cli_options import (
     non_negative_int,
     positive_int,
 )
+from xterrafm.errors import UsageError
 
 __all__ = [
     "EXIT_CLUSTER",
@@ -75,9 +76,6 @@ RESUME_NOTE = "finished blocks are kept, run the same command again to resume"
 
 log = logging.getLogger("xterrafm")
 
-
-class UsageError(ValueError):
-    """A problem with the command's arguments or SOURCE (exit code 2)."""
 
 
 EMBED_DESCRIPTION = """\

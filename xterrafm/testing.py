@@ -19,7 +19,10 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-import dask
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import dask
 
 __all__ = [
     "CountingScheduler",

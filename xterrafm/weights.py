@@ -20,11 +20,15 @@ import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-from torch import Tensor, nn
-
-from xterrafm.models import FUSION_PREFIX, TerraFM, TerraFMConfig, get_config
+from xterrafm._imports import import_gate
+from xterrafm.errors import UnsafeWeightsError, WeightsMismatchError
+from xterrafm.models.config import TerraFMConfig, get_config
+from xterrafm.models.terrafm import FUSION_PREFIX, TerraFM
 from xterrafm.models.vit import init_vit_weights
+
+with import_gate():
+    import torch
+    from torch import Tensor, nn
 
 __all__ = [
     "HF_FILENAME",
@@ -47,12 +51,8 @@ _WRAPPER_PREFIXES = ("module.", "backbone.", "teacher.", "student.", "_orig_mod.
 _CONTAINER_KEYS = ("teacher", "state_dict", "model", "student")
 
 
-class UnsafeWeightsError(ValueError):
-    """A weights file needs arbitrary code execution (pickled objects) to be read."""
 
 
-class WeightsMismatchError(ValueError):
-    """A state_dict does not fit the model: missing, unexpected or mis-shaped keys."""
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -110,7 +110,8 @@ def read_weights(path: str | os.PathLike) -> dict[str, Tensor]:
         raise FileNotFoundError(f"weights file not found: {p}")
     suffix = p.suffix.lower()
     if suffix == ".safetensors":
-        from safetensors.torch import load_file
+        with import_gate():
+            from safetensors.torch import load_file
 
         obj: object = load_file(str(p), device="cpu")
     elif suffix in {".pth", ".pt", ".bin", ".ckpt"}:
@@ -202,7 +203,8 @@ def check_state_dict(model: TerraFM, sd: Mapping[str, Tensor]) -> list[str]:
 
 # -- hashing / conversion --------------------------------------------------------------------
 def _serialise(sd: Mapping[str, Tensor]) -> bytes:
-    from safetensors.torch import save
+    with import_gate():
+        from safetensors.torch import save
 
     return save({k: v.detach().to("cpu").contiguous() for k, v in sd.items()})
 
@@ -338,7 +340,8 @@ def download_published_weights(name: str = "terrafm-b",
         "(or a .safetensors made with xterrafm.convert_weights)."
     )
     try:
-        from huggingface_hub import hf_hub_download
+        with import_gate():
+            from huggingface_hub import hf_hub_download
     except ImportError as err:
         raise RuntimeError(f"weights='hf' needs huggingface_hub (pip install xterrafm[hub]). "
                            f"{hint}") from err

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xterrafm._imports import import_gate
 from xterrafm.batch.clusters import GatewayOptions, LocalOptions, open_cluster
 from xterrafm.batch.sources import (
     SourceError,
@@ -34,6 +35,7 @@ from xterrafm.batch.sources import (
     group_items_by_crs,
     modality_from_collection,
 )
+from xterrafm.errors import EmbedJobError, StoreMismatchError
 
 __all__ = [
     "EmbedJob",
@@ -52,18 +54,6 @@ log = logging.getLogger(__name__)
 
 #: Root-group attribute listing the per-CRS groups of a multi-CRS store.
 CRS_GROUPS_ATTR = "xterrafm_crs_groups"
-
-
-class EmbedJobError(RuntimeError):
-    """The job failed; ``summary`` holds what was done before the failure (may be None)."""
-
-    def __init__(self, message: str, summary: JobSummary | None = None) -> None:
-        super().__init__(message)
-        self.summary = summary
-
-
-class StoreMismatchError(ValueError):
-    """The output store exists with different settings or layout; not resumable."""
 
 
 @dataclass
@@ -293,7 +283,7 @@ def synthetic_scene_for(out: Path, size: int) -> Any:
     0), so an existing complete one is reused. It is written to a temporary folder first and
     renamed, so an interrupted generation never leaves a half scene behind.
     """
-    from xterrafm.datasets import make_synthetic_scene
+    from xterrafm.datasets.scene import make_synthetic_scene
 
     folder = Path(out).absolute().parent / f"synthetic-scene-{size}px"
     marker = folder / ".complete"
@@ -315,7 +305,8 @@ def _read_chunks(chunk: int | None) -> dict[str, int] | None:
 
 def _stac_items(job: EmbedJob, href: str, kind: str) -> list[Any]:
     """Items of a STAC SOURCE, filtered, with absolute asset hrefs (so groups can be re-loaded)."""
-    from pystac.utils import make_absolute_href
+    with import_gate():
+        from pystac.utils import make_absolute_href
 
     from xterrafm.io.stac import resolve_items
 
@@ -422,9 +413,10 @@ def store_paths(out: Path, crs_keys: list[str]) -> dict[str, tuple[str, str | No
 
 def _prepare_root(out: Path, groups: list[str], overwrite: bool) -> None:
     """Create the root group of a multi-CRS store (or check an existing one)."""
-    import zarr
+    with import_gate():
+        import zarr
 
-    from xterrafm.embedding import store_status
+    from xterrafm.embedding.zarr_output import store_status
 
     if overwrite and out.exists():
         shutil.rmtree(out)
@@ -444,7 +436,8 @@ def _consolidate_root(out: Path) -> None:
     instead of falling back to listing with a warning. Run after each group's template."""
     import warnings
 
-    import zarr
+    with import_gate():
+        import zarr
 
     try:
         with warnings.catch_warnings():
@@ -480,7 +473,11 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
     KeyboardInterrupt
         On Ctrl-C, after the cluster was shut down.
     """
-    from xterrafm.embedding import FingerprintMismatchError, embed_to_zarr, store_status
+    from xterrafm.embedding.zarr_output import (
+        FingerprintMismatchError,
+        embed_to_zarr,
+        store_status,
+    )
 
     cubes = open_job_cubes(job)
     t0 = time.perf_counter()  # wall time: cluster, embedding, writing (not scene generation)
@@ -576,7 +573,7 @@ def _peak_rss_mib(client: Any) -> float | None:
 
 def _account_failure(result: StoreResult, store: str) -> None:
     """Fill ``result`` from what the store holds after a failed or interrupted run."""
-    from xterrafm.embedding import store_status
+    from xterrafm.embedding.zarr_output import store_status
 
     try:
         status = store_status(store)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
 
 __all__ = ["pca_rgb", "write_preview"]
 
@@ -69,8 +72,9 @@ def write_preview(
     Path
         ``png``.
     """
-    import xarray as xr
-    from PIL import Image
+    with import_gate():
+        import xarray as xr
+        from PIL import Image
 
     ds = xr.open_zarr(str(store), consolidated=False)
     emb = ds["embeddings"]

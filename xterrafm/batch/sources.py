@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from xterrafm.errors import SourceError
+
 __all__ = [
     "SourceError",
     "SourceSpec",
@@ -33,9 +35,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-
-class SourceError(ValueError):
-    """SOURCE cannot be used as given (the message says why): a usage error."""
 
 
 @dataclass(frozen=True)

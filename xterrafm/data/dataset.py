@@ -14,11 +14,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-import torch.distributed as dist
-from torch.utils.data import IterableDataset, get_worker_info
-
+from xterrafm._imports import import_gate
 from xterrafm.bands import MODALITIES
 from xterrafm.data.collate import collate_samples
 from xterrafm.data.cube import TrainingCube
@@ -27,6 +23,12 @@ from xterrafm.data.sharding import ShardPlan, consumed_per_worker, plan_shard
 from xterrafm.data.stats import LANDCOVER_CLASSES, TileStats, compute_tile_stats
 from xterrafm.data.tiles import TileGrid, make_tile_grid
 from xterrafm.data.views import MultiCropConfig, make_views
+
+with import_gate():
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+    from torch.utils.data import IterableDataset, get_worker_info
 
 __all__ = ["TileDataset", "TileTable"]
 

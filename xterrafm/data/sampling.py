@@ -8,7 +8,10 @@ The same ``f_c`` feed the class-frequency-aware center of the loss.
 
 from __future__ import annotations
 
-import numpy as np
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
 
 __all__ = ["class_frequencies", "class_proportions", "tile_weights"]
 

@@ -16,10 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from statistics import NormalDist
 
-import numpy as np
-from affine import Affine
-from odc.geo.geobox import GeoBox
-
+from xterrafm._imports import import_gate
 from xterrafm.bands import S1, S2_L2A, check_modality
 from xterrafm.datasets.cog import write_cog
 from xterrafm.datasets.fields import smooth_field
@@ -41,6 +38,11 @@ from xterrafm.datasets.stac import (
     write_catalog,
     write_item_collection,
 )
+
+with import_gate():
+    import numpy as np
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
 
 __all__ = ["PROCESSING_BASELINE", "S2_DN_OFFSET", "SyntheticScene", "make_synthetic_scene"]
 

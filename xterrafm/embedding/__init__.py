@@ -6,37 +6,29 @@ Public entry points: :func:`embed` (lazy ``xr.DataArray`` of embeddings),
 (:mod:`xterrafm.accessor`) is a thin facade over them.
 """
 
-from xterrafm.embedding.api import describe_model, embed
-from xterrafm.embedding.scheduling import compute, keep_annotations
-from xterrafm.embedding.spec import ModelSpec
-from xterrafm.embedding.windows import AxisWindows, output_geobox
-from xterrafm.embedding.zarr_output import (
-    EmbedSummary,
-    FingerprintMismatchError,
-    StoreStatus,
-    embed_to_zarr,
-    fingerprint,
-    pending_blocks,
-    prepare_store,
-    store_status,
-    write_blocks,
-)
+from __future__ import annotations
 
-__all__ = [
-    "AxisWindows",
-    "EmbedSummary",
-    "FingerprintMismatchError",
-    "ModelSpec",
-    "StoreStatus",
-    "compute",
-    "describe_model",
-    "embed",
-    "embed_to_zarr",
-    "fingerprint",
-    "keep_annotations",
-    "output_geobox",
-    "pending_blocks",
-    "prepare_store",
-    "store_status",
-    "write_blocks",
-]
+from xterrafm._lazy import lazy_exports
+
+_EXPORTS = {
+    "AxisWindows": "windows",
+    "EmbedSummary": "zarr_output",
+    "FingerprintMismatchError": "zarr_output",
+    "ModelSpec": "spec",
+    "StoreStatus": "zarr_output",
+    "compute": "scheduling",
+    "describe_model": "api",
+    "embed": "api",
+    "embed_to_zarr": "zarr_output",
+    "fingerprint": "zarr_output",
+    "keep_annotations": "scheduling",
+    "output_geobox": "windows",
+    "pending_blocks": "zarr_output",
+    "prepare_store": "zarr_output",
+    "store_status": "zarr_output",
+    "write_blocks": "zarr_output",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -16,17 +16,19 @@ from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
-import dask
-import dask.array as da
-import numpy as np
-import rioxarray  # noqa: F401  (registers .rio: emb.rio.crs works on outputs)
-import xarray as xr
-
+from xterrafm._imports import import_gate
 from xterrafm.bands import check_modality, get_modality
 from xterrafm.embedding.blocks import embed_block
 from xterrafm.embedding.scheduling import gpu_resources, optimize_keeping_annotations
 from xterrafm.embedding.spec import ModelSpec
 from xterrafm.embedding.windows import LEVELS, AxisWindows, output_geobox
+
+with import_gate():
+    import dask
+    import dask.array as da
+    import numpy as np
+    import rioxarray  # noqa: F401  (registers .rio: emb.rio.crs works on outputs)
+    import xarray as xr
 
 __all__ = ["EMBED_DIM", "as_band_cube", "describe_model", "embed"]
 
@@ -147,7 +149,7 @@ def describe_model(model: str = "terrafm-b", weights: Any = None, seed: int = 0
         ``"random-init(seed=0)"``, ``"hf"`` or the resolved file path.
     embed_dim : int
     """
-    from xterrafm.models import get_config
+    from xterrafm.models.config import get_config
 
     cfg = get_config(model)
     wpath = _weights_arg(weights)
@@ -271,7 +273,8 @@ def embed(cube: xr.DataArray | xr.Dataset, model: str = "terrafm-b", weights: An
     tile = int(tile)
     stride = tile if stride is None else int(stride)
     try:
-        import odc.geo.xr  # noqa: F401  (registers .odc)
+        with import_gate():
+            import odc.geo.xr  # noqa: F401  (registers .odc)
 
         geobox = cube.odc.geobox
     except Exception as err:  # noqa: BLE001 - any failure means: no usable grid
@@ -284,7 +287,7 @@ def embed(cube: xr.DataArray | xr.Dataset, model: str = "terrafm-b", weights: An
     x_ax = AxisWindows(nx_px, tile, stride, level)
 
     sha, source, dim = describe_model(model, weights, seed)
-    from xterrafm.models import get_config
+    from xterrafm.models.config import get_config
 
     spec = ModelSpec(model=get_config(model).name, weights=_weights_arg(weights),
                      weights_sha256=sha, modality=modality, normalize=normalize, seed=int(seed),
@@ -320,7 +323,8 @@ def embed(cube: xr.DataArray | xr.Dataset, model: str = "terrafm-b", weights: An
                             name=f"terrafm-embed-{token}", spec=spec, y=y_ax, x=x_ax,
                             min_valid=float(min_valid))
 
-    from odc.geo.xr import xr_coords
+    with import_gate():
+        from odc.geo.xr import xr_coords
 
     out_gbox = output_geobox(geobox, y_ax, x_ax)
     coords: dict[Hashable, Any] = dict(xr_coords(out_gbox, crs_coord_name="spatial_ref"))

@@ -16,11 +16,13 @@ Masking and NaN handling (the documented fill):
 
 from __future__ import annotations
 
-import numpy as np
-
+from xterrafm._imports import import_gate
 from xterrafm.embedding import runtime
 from xterrafm.embedding.spec import ModelSpec
 from xterrafm.embedding.windows import AxisWindows, BlockSpan
+
+with import_gate():
+    import numpy as np
 
 __all__ = ["embed_block", "normalize_and_mask", "run_encoder", "valid_fraction"]
 
@@ -98,7 +100,8 @@ def run_encoder(model, batch: np.ndarray, modality: str, level: str, device: str
     ndarray float32
         ``(B, D)`` CLS embeddings (tile) or ``(B, D, tile/16, tile/16)`` patch tokens (patch).
     """
-    import torch
+    with import_gate():
+        import torch
 
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)

@@ -14,7 +14,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
 
 __all__ = ["DemoResult", "main", "pca_rgb", "run_demo"]
 
@@ -105,11 +108,12 @@ def run_demo(out_dir: str | Path, *, model: str = "terrafm-b", weights: Any = No
     -------
     DemoResult
     """
-    from PIL import Image
+    with import_gate():
+        from PIL import Image
 
-    from xterrafm.datasets import make_synthetic_scene
+    from xterrafm.datasets.scene import make_synthetic_scene
     from xterrafm.embedding.zarr_output import embed_to_zarr
-    from xterrafm.io import load_stac
+    from xterrafm.io.stac import load_stac
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,7 +124,8 @@ def run_demo(out_dir: str | Path, *, model: str = "terrafm-b", weights: Any = No
     kwargs = dict(model=model, weights=weights, level=level, tile=tile, stride=stride,
                   overwrite=overwrite, progress=progress)
     if client is None:
-        from distributed import Client, LocalCluster
+        with import_gate():
+            from distributed import Client, LocalCluster
 
         with LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
                           processes=True, dashboard_address=":0") as cluster, \
@@ -129,7 +134,8 @@ def run_demo(out_dir: str | Path, *, model: str = "terrafm-b", weights: Any = No
     else:
         summary = embed_to_zarr(cube, store, client=client, **kwargs)
 
-    import xarray as xr
+    with import_gate():
+        import xarray as xr
 
     emb = xr.open_zarr(store, decode_coords="all")["embeddings"]
     first = emb.isel(time=0).values if "time" in emb.dims else emb.values

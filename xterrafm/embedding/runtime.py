@@ -31,6 +31,7 @@ import threading
 from collections import Counter
 from typing import Any
 
+from xterrafm._imports import import_gate
 from xterrafm.embedding.spec import ModelSpec
 
 __all__ = [
@@ -55,7 +56,8 @@ _THREADS_SET: list[int] = []
 
 def resolve_device(device: str) -> str:
     """``"auto"`` → ``"cuda"`` when torch sees a GPU in this process, else ``"cpu"``."""
-    import torch
+    with import_gate():
+        import torch
 
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -81,12 +83,14 @@ def resolve_batch_size(batch_size: int | None, device: str) -> int:
 
 def _dask_threads_in_this_process() -> int:
     try:
-        from distributed import get_worker
+        with import_gate():
+            from distributed import get_worker
 
         return max(1, int(get_worker().state.nthreads))
     except (ImportError, ValueError, AttributeError):
         pass
-    import dask
+    with import_gate():
+        import dask
 
     n = dask.config.get("num_workers", None)
     return max(1, int(n)) if n else max(1, os.cpu_count() or 1)
@@ -101,7 +105,8 @@ def default_torch_threads() -> int:
     """
     in_worker = True
     try:
-        from distributed import get_worker
+        with import_gate():
+            from distributed import get_worker
 
         get_worker()
     except (ImportError, ValueError):
@@ -158,7 +163,8 @@ def configure_torch_threads(n: int | None = None) -> int:
     int
         The number of threads torch uses in this process.
     """
-    import torch
+    with import_gate():
+        import torch
 
     with _LOCK:
         if not _THREADS_SET:

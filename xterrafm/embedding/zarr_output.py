@@ -36,13 +36,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import dask
-import dask.array as da
-import numpy as np
-import xarray as xr
-
+from xterrafm._imports import import_gate
 from xterrafm.embedding.scheduling import get_client, keep_annotations, start_preload
 from xterrafm.embedding.spec import ModelSpec
+
+with import_gate():
+    import dask
+    import dask.array as da
+    import numpy as np
+    import xarray as xr
 
 __all__ = [
     "EmbedSummary",
@@ -165,7 +167,8 @@ def _diff(old: dict, new: dict) -> list[str]:
 
 # -- store helpers ------------------------------------------------------------------------------
 def _fs(store: str) -> tuple[Any, str]:
-    from fsspec.core import url_to_fs
+    with import_gate():
+        from fsspec.core import url_to_fs
 
     return url_to_fs(str(store))
 
@@ -187,7 +190,8 @@ def _read_json(fs: Any, path: str) -> dict | None:
 
 
 def _write_json(fs: Any, path: str, obj: dict) -> None:
-    from fsspec.implementations.local import LocalFileSystem
+    with import_gate():
+        from fsspec.implementations.local import LocalFileSystem
 
     data = json.dumps(obj, sort_keys=True).encode()
     if isinstance(fs, LocalFileSystem):
@@ -288,7 +292,8 @@ def prepare_store(emb: xr.DataArray, store: str, *, overwrite: bool = False,
 
 def _attrs_fingerprint(store: str) -> dict | None:
     """The fingerprint kept in the group attrs (None when the path is not such a group)."""
-    import zarr
+    with import_gate():
+        import zarr
 
     try:
         text = zarr.open_group(store, mode="r").attrs.get(_FINGERPRINT_ATTR)
@@ -415,7 +420,8 @@ def store_status(store: str | os.PathLike) -> StoreStatus:
     FileNotFoundError
         Nothing exists at ``store``.
     """
-    import zarr
+    with import_gate():
+        import zarr
 
     store = str(store)
     fs, root = _fs(store)
@@ -454,7 +460,8 @@ def _write_region(block: np.ndarray, *, store: str, emb_axis: int,
     Returns an array with the block's dimensions, length 1 along each except ``emb_axis``
     (length 2): cells embedded and cells empty.
     """
-    import zarr
+    with import_gate():
+        import zarr
 
     loc = block_info[0]["array-location"]
     idx = block_info[0]["chunk-location"]
@@ -546,7 +553,8 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
     -------
     EmbedSummary
     """
-    from tqdm.auto import tqdm
+    with import_gate():
+        from tqdm.auto import tqdm
 
     store = str(store)
     blocks = pending_blocks(emb, store) if blocks is None else list(blocks)
@@ -564,7 +572,8 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
             parts = [counts.blocks[b] for b in wave]
             with keep_annotations():
                 if client is not None:
-                    from distributed import as_completed
+                    with import_gate():
+                        from distributed import as_completed
 
                     # one submission per block, earlier blocks first: the scheduler then
                     # reads block by block, and the first forward passes start after one

@@ -21,8 +21,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import rasterio
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
+    import rasterio
 
 __all__ = ["ChipSet", "embed_chips", "embed_images", "find_chips", "read_chip"]
 
@@ -116,8 +119,9 @@ def embed_images(
     -------
     numpy.ndarray of float32, shape (N, D)
     """
-    import torch
-    import torch.nn.functional as F
+    with import_gate():
+        import torch
+        import torch.nn.functional as F
 
     from xterrafm.normalization import normalize
 

@@ -24,14 +24,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import numpy as np
-import odc.geo.xr  # noqa: F401  (registers .odc)
-import rasterio
-import rasterio.warp
-import rioxarray
-import xarray as xr
-from affine import Affine
-from rasterio.enums import Resampling
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
+    import odc.geo.xr  # noqa: F401  (registers .odc)
+    import rasterio
+    import rasterio.warp
+    import rioxarray
+    import xarray as xr
+    from affine import Affine
+    from rasterio.enums import Resampling
 
 __all__ = [
     "LABEL_NODATA",

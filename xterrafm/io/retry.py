@@ -25,20 +25,20 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
-import numpy as np
-import rasterio.errors
-from odc.loader import RioDriver, RioReader
-from odc.loader._rio import rio_env, rio_read
-
+from xterrafm._imports import import_gate
+from xterrafm.errors import AssetReadError
 from xterrafm.io.upsample import read_source_fast
+
+with import_gate():
+    import numpy as np
+    import rasterio.errors
+    from odc.loader import RioDriver, RioReader
+    from odc.loader._rio import rio_env, rio_read
 
 __all__ = ["AssetReadError", "RetryPolicy", "RetryingRioDriver"]
 
 log = logging.getLogger(__name__)
 
-
-class AssetReadError(OSError):
-    """A raster asset could not be read after all retries; the message names its href."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,14 +33,19 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-import numpy as np
-import pystac
-import rasterio
-import xarray as xr
-from pystac.utils import make_absolute_href
-
+from xterrafm._imports import import_gate
 from xterrafm.bands import ModalitySpec, get_modality
+from xterrafm.errors import BandNotFoundError
 from xterrafm.io.retry import RetryingRioDriver, RetryPolicy, coerce_retry
+
+with import_gate():
+    import numpy as np
+    import odc.geo.xr  # noqa: F401  (registers .odc on the cubes returned)
+    import pystac
+    import rasterio
+    import rioxarray  # noqa: F401  (registers .rio on the cubes returned)
+    import xarray as xr
+    from pystac.utils import make_absolute_href
 
 __all__ = [
     "DEFAULT_CHUNK_PX",
@@ -63,9 +68,6 @@ BASELINE_04_START = dt.datetime(2022, 1, 25, tzinfo=dt.timezone.utc)
 _S2_SCALE = 1e-4
 _S2_BASELINE_OFFSET_DN = -1000.0
 
-
-class BandNotFoundError(LookupError):
-    """A band of the modality has no asset in a STAC item; the message names band, item, keys."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,8 @@ def _is_stac_api(doc: Mapping[str, Any]) -> bool:
 
 def _search_api(url: str, bbox: Any, datetime: Any, collections: Any,
                 search_kwargs: Mapping[str, Any] | None) -> list[pystac.Item]:
-    import pystac_client
+    with import_gate():
+        import pystac_client
 
     client = pystac_client.Client.open(url)
     search = client.search(bbox=bbox, datetime=datetime, collections=collections,
@@ -550,7 +553,8 @@ def load_stac(
     -----
     Building the cube reads only STAC metadata, never pixels: nothing is computed.
     """
-    import odc.stac
+    with import_gate():
+        import odc.stac
 
     spec = get_modality(modality)
     if mask_clouds and spec.name != "s2_l2a":

@@ -23,9 +23,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-import rasterio
-from numba import njit
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
+    import rasterio
+    from numba import njit
 
 __all__ = [
     "axis_map",
@@ -265,7 +268,8 @@ def read_source_fast(src: Any, cfg: Any, dst_geobox: Any, dst: np.ndarray | None
         is taken from ``src.geobox`` (the asset's grid from STAC ``proj`` metadata) without
         opening the file; sources without one are left to odc-loader.
     """
-    from odc.loader._reader import resolve_dst_dtype, resolve_dst_nodata, resolve_src_nodata
+    with import_gate():
+        from odc.loader._reader import resolve_dst_dtype, resolve_dst_nodata, resolve_src_nodata
 
     if selection is not None or str(cfg.resampling).lower() not in METHODS:
         return None

@@ -21,11 +21,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-
+from xterrafm._imports import import_gate
 from xterrafm.models.config import TerraFMConfig
+
+with import_gate():
+    import torch
+    import torch.nn.functional as F
+    from torch import Tensor, nn
 
 __all__ = ["ModalityFusion", "ModalityPatchEmbed", "TokenProjection", "patchify"]
 

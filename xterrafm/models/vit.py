@@ -6,8 +6,11 @@ Parameter names follow the published checkpoint: ``norm1``, ``attn.qkv``, ``attn
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-from torch import Tensor, nn
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import torch.nn.functional as F
+    from torch import Tensor, nn
 
 __all__ = ["Attention", "Block", "Mlp", "init_vit_weights"]
 

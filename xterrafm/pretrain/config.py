@@ -14,10 +14,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from xterrafm._imports import import_gate
+
 try:  # Python >= 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+    with import_gate():
+        import tomli as tomllib
 
 __all__ = ["PretrainConfig", "load_config", "shipped_configs", "apply_overrides"]
 

@@ -1,7 +1,7 @@
 """Evidence that pretraining learns: kNN land-cover accuracy of encoder embeddings.
 
 Windows of a training cube are embedded (CLS token of one modality, normalised, NaN -> 0)
-and labelled with their majority land-cover class; a cosine kNN (:func:`xterrafm.eval.knn`)
+and labelled with their majority land-cover class; a cosine kNN (:func:`xterrafm.eval.knn_probe.knn`)
 trained on one half of a spatial checkerboard of windows is scored on the other half.
 """
 
@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import torch
-from torch import nn
-
+from xterrafm._imports import import_gate
 from xterrafm.data.cube import TrainingCube
+
+with import_gate():
+    import numpy as np
+    import torch
+    from torch import nn
 
 __all__ = ["S2_EVIDENCE_OVERRIDES", "embedding_effective_rank", "knn_landcover_accuracy",
            "landcover_windows"]
@@ -86,7 +88,7 @@ def knn_landcover_accuracy(
     k : int
         Neighbours of the cosine kNN.
     """
-    from xterrafm.eval import knn_accuracy
+    from xterrafm.eval.knn_probe import knn_accuracy
 
     x, labels, split = landcover_windows(cube, modality, window)
     model.eval()

@@ -14,13 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
-
-from xterrafm.data import MultiCropConfig, TileDataset
+from xterrafm._imports import import_gate
+from xterrafm.data.dataset import TileDataset
+from xterrafm.data.views import MultiCropConfig
 from xterrafm.pretrain.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -36,6 +32,13 @@ from xterrafm.pretrain.loss import DualCenteringDINOLoss, inverse_frequency_weig
 from xterrafm.pretrain.metrics import MetricsLog
 from xterrafm.pretrain.multiview import MultiViewModel
 from xterrafm.pretrain.schedules import cosine_schedule, linear_warmup_constant, scaled_lr
+
+with import_gate():
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    from torch.utils.data import DataLoader
 
 __all__ = ["TrainResult", "train", "build_dataset", "build_models", "CHECKPOINT_NAME",
            "EXPORT_NAME", "METRICS_NAME"]
@@ -107,7 +110,7 @@ def _synthetic_cube(config: PretrainConfig, output: Path, env: _Dist) -> Path:
     """Generate (rank 0) the default synthetic scene and its Zarr training cube."""
     cube_path = output / "synthetic" / "training_cube.zarr"
     if env.rank == 0:
-        from xterrafm.datasets import write_synthetic_training_cube
+        from xterrafm.datasets.training_cube import write_synthetic_training_cube
 
         write_synthetic_training_cube(
             output / "synthetic", seed=config.seed, size=config.synthetic_size,
@@ -137,7 +140,7 @@ def build_dataset(config: PretrainConfig, data: Sequence[object], rank: int | No
 def build_models(config: PretrainConfig, modalities: Sequence[str]
                  ) -> tuple[MultiViewModel, MultiViewModel]:
     """Student and teacher (same initial weights, teacher without gradients), seeded."""
-    from xterrafm.models import TerraFM
+    from xterrafm.models.terrafm import TerraFM
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
