@@ -20,12 +20,13 @@ _EXPORTS = {
     "normalize": "xterrafm.normalization",
     "compute_stats": "xterrafm.normalization",
     "embed": "xterrafm.embedding.api",
-    "embed_to_zarr": "xterrafm.embedding.zarr_output",
-    "store_status": "xterrafm.embedding.zarr_output",
+    "embed_to_zarr": "xterrafm.store.write",
+    "store_status": "xterrafm.store.status",
+    "EmbedSettings": "xterrafm.embedding.settings",
     "XterrafmError": "xterrafm.errors",
 }
 _SUBMODULES = ("accessor", "bands", "batch", "cli", "data", "datasets", "embedding", "errors",
-               "eval", "io", "models", "normalization", "pretrain", "tilestats",
+               "eval", "io", "models", "normalization", "pca", "pretrain", "store", "tilestats",
                "weights")
 
 __all__ = ["__version__", *_EXPORTS, *_SUBMODULES]

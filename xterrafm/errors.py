@@ -26,6 +26,7 @@ __all__ = [
     "ClusterError",
     "EmbedJobError",
     "InputError",
+    "NotAStoreError",
     "SourceError",
     "StoreError",
     "StoreMismatchError",
@@ -33,6 +34,7 @@ __all__ = [
     "UsageError",
     "WeightsError",
     "WeightsMismatchError",
+    "WeightsNotFoundError",
     "XterrafmError",
     "exit_code",
 ]
@@ -64,6 +66,10 @@ class WeightsError(XterrafmError, ValueError):
     """A weights file cannot be used (unreadable, wrong layout, wrong hash)."""
 
 
+class WeightsNotFoundError(WeightsError, FileNotFoundError):
+    """No weights file at the given path."""
+
+
 class UnsafeWeightsError(WeightsError):
     """A checkpoint would need unpickling arbitrary objects to load; it is refused."""
 
@@ -84,6 +90,10 @@ class StoreError(XterrafmError):
 
 class StoreMismatchError(StoreError, ValueError):
     """The store was written with other settings or another layout; it is not resumed."""
+
+
+class NotAStoreError(StoreMismatchError, FileExistsError):
+    """The path holds something that is not an xterrafm embedding store (or half of one)."""
 
 
 # -- jobs and clusters -----------------------------------------------------------------------

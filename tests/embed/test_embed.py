@@ -171,7 +171,7 @@ def test_bad_inputs_are_refused(make_cube, tiny_weights):
                           coords={d: cube[d].values for d in ("time", "band", "y", "x")})
     with pytest.raises(ValueError, match="no CRS|geo-referencing"):
         no_crs.terrafm.embed(**kw)
-    with pytest.raises(AttributeError, match="'band' dimension"):
+    with pytest.raises(ValueError, match="'band' dimension"):
         cube.isel(band=0).terrafm.embed(**kw)
     with pytest.raises(FileNotFoundError):
         cube.terrafm.embed(model="terrafm-tiny", weights="/nonexistent/w.safetensors")

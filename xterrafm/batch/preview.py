@@ -1,10 +1,9 @@
 """A PNG preview of an embedding store: its first three principal components as RGB.
 
 The preview reads at most ``max_side`` cells along each axis of the first date (a strided
-subsample of large stores), fits PCA on the valid cells with numpy's SVD, maps components
-1-3 to red, green and blue (each stretched between its 2nd and 98th percentile), paints
-empty (NaN) cells black, and enlarges small grids with nearest-neighbour resampling so that
-the image is at least ``min_side`` pixels across.
+subsample of large stores), colours them with :func:`xterrafm.pca.pca_rgb` (empty cells
+black), and enlarges small grids with nearest-neighbour resampling so that the image is at
+least ``min_side`` pixels across.
 """
 
 from __future__ import annotations
@@ -13,42 +12,12 @@ import math
 from pathlib import Path
 
 from xterrafm._imports import import_gate
+from xterrafm.pca import pca_rgb
 
 with import_gate():
     import numpy as np
 
-__all__ = ["pca_rgb", "write_preview"]
-
-
-def pca_rgb(embeddings: np.ndarray) -> np.ndarray:
-    """First three principal components of an ``(embedding, y, x)`` array as an RGB image.
-
-    Parameters
-    ----------
-    embeddings : numpy.ndarray, shape (D, H, W)
-        Embedding vectors; NaN marks empty cells.
-
-    Returns
-    -------
-    numpy.ndarray, shape (H, W, 3), uint8
-        Components 1-3 stretched to 0..255; empty cells are 0. With fewer than 3 components
-        (D < 3 or < 3 valid cells) the missing channels are 0.
-    """
-    d, h, w = embeddings.shape
-    flat = embeddings.reshape(d, h * w).T.astype(np.float64)
-    valid = np.isfinite(flat).all(axis=1)
-    rgb = np.zeros((h * w, 3), dtype=np.uint8)
-    if valid.sum() >= 2:
-        x = flat[valid]
-        x = x - x.mean(axis=0)
-        _, _, vt = np.linalg.svd(x, full_matrices=False)
-        k = min(3, vt.shape[0])
-        comps = x @ vt[:k].T
-        for c in range(k):
-            lo, hi = np.percentile(comps[:, c], [2, 98])
-            scale = (comps[:, c] - lo) / (hi - lo) if hi > lo else np.zeros(len(comps))
-            rgb[valid, c] = np.clip(scale * 255.0, 0, 255).astype(np.uint8)
-    return rgb.reshape(h, w, 3)
+__all__ = ["write_preview"]
 
 
 def write_preview(

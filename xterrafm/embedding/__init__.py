@@ -1,9 +1,9 @@
-"""Embedding lazy cubes with TerraFM: window grids, block functions, the dask graph, Zarr output.
+"""Embedding lazy cubes with TerraFM: settings, plan, window grids, block functions, the graph.
 
-Public entry points: :func:`embed` (lazy ``xr.DataArray`` of embeddings),
-:func:`embed_to_zarr` (resumable Zarr store, returns an :class:`EmbedSummary`) and
-:func:`store_status` (how far a store got). The ``.terrafm`` accessor
-(:mod:`xterrafm.accessor`) is a thin facade over them.
+Public entry points: :func:`embed` (lazy ``xr.DataArray`` of embeddings), with its settings
+(:class:`EmbedSettings`) and plan (:class:`EmbedPlan`); stores are written by
+:func:`xterrafm.store.embed_to_zarr`. The ``.terrafm`` accessor (:mod:`xterrafm.accessor`)
+exposes the same functions. Names are imported from their modules on first use.
 """
 
 from __future__ import annotations
@@ -12,21 +12,17 @@ from xterrafm._lazy import lazy_exports
 
 _EXPORTS = {
     "AxisWindows": "windows",
-    "EmbedSummary": "zarr_output",
-    "FingerprintMismatchError": "zarr_output",
+    "EmbedPlan": "plan",
+    "EmbedSettings": "settings",
     "ModelSpec": "spec",
-    "StoreStatus": "zarr_output",
     "compute": "scheduling",
-    "describe_model": "api",
+    "describe_model": "plan",
     "embed": "api",
-    "embed_to_zarr": "zarr_output",
-    "fingerprint": "zarr_output",
+    "embed_and_plan": "api",
+    "embed_dask": "graph",
     "keep_annotations": "scheduling",
+    "make_plan": "plan",
     "output_geobox": "windows",
-    "pending_blocks": "zarr_output",
-    "prepare_store": "zarr_output",
-    "store_status": "zarr_output",
-    "write_blocks": "zarr_output",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -27,51 +27,64 @@ from xterrafm.embedding.scheduling import gpu_resources
 from xterrafm.embedding.settings import EmbedSettings
 from xterrafm.embedding.spec import ModelSpec
 from xterrafm.embedding.windows import AxisWindows, output_geobox
-from xterrafm.errors import UsageError, WeightsError
+from xterrafm.errors import UsageError, WeightsNotFoundError
 from xterrafm.models.config import get_config
 
 with import_gate():
     from odc.geo.geobox import GeoBox
 
-__all__ = ["FILL_NOTE", "FINGERPRINT_FIELDS", "EmbedPlan", "describe_model", "make_plan"]
+__all__ = ["FILL_NOTE", "EmbedPlan", "check_weights_path", "describe_model", "make_plan",
+           "weights_stamp"]
 
 #: How inputs are filled and masked, recorded with every output.
 FILL_NOTE = ("invalid pixels (NaN in any band after normalisation, or outside the scene) are "
              "filled with 0, the normalised mean, before the model; windows/patches whose "
              "valid fraction is below min_valid are NaN")
 
-#: The settings that make two embedding arrays interchangeable block by block.
-FINGERPRINT_FIELDS = ("model", "weights_sha256", "modality", "normalization", "level", "tile",
-                      "stride", "min_valid", "seed", "grid", "time", "embedding_dim")
-
 _DESCRIBE_LOCK = threading.Lock()
 _DESCRIBED: dict[tuple, tuple[str, str, int]] = {}
 
 
-def _weights_path(weights: str | None) -> str | None:
+def check_weights_path(weights: str | None) -> str | None:
     """The absolute path of a weights file (``"hf"`` and None pass through).
 
     Raises
     ------
-    WeightsError
+    WeightsNotFoundError
         No file at that path (checked here, before any data is read).
     """
     if weights in (None, "hf"):
         return weights
     path = Path(weights).expanduser().resolve()
     if not path.is_file():
-        raise WeightsError(f"no weights file at {str(weights)!r} (resolved to {path}); pass a "
+        raise WeightsNotFoundError(f"no weights file at {str(weights)!r} (resolved to {path}); pass a "
                            "'.safetensors' or '.pth' file, 'hf' for the published checkpoint, "
                            "or nothing for random weights")
     return str(path)
 
 
-def _stamp(path: str | None) -> tuple[int, int] | None:
+def weights_stamp(path: str | None) -> tuple[int, int] | None:
     """``(size in bytes, mtime in ns)`` of a weights file; None for random init and ``"hf"``."""
     if path in (None, "hf"):
         return None
     st = os.stat(path)
     return int(st.st_size), int(st.st_mtime_ns)
+
+
+def _check_device(device: str, client: Any) -> None:
+    """Refuse a CUDA device that no process of the job has (before anything runs)."""
+    if not device.startswith("cuda"):
+        return
+    from xterrafm.embedding.runtime import cuda_available
+
+    if client is None:
+        found = cuda_available()
+    else:
+        found = any(client.run(cuda_available).values())
+    if not found:
+        where = "this machine" if client is None else "any worker of the cluster"
+        raise UsageError(f"device={device!r}: torch sees no CUDA device on {where}; use "
+                         "device='auto' or 'cpu'")
 
 
 def describe_model(model: str, weights: str | None, seed: int,
@@ -244,12 +257,13 @@ def make_plan(settings: EmbedSettings, *, modality: str, geobox: GeoBox,
     Raises
     ------
     UsageError
-        Settings that cannot work on this input (e.g. a stride the scene cannot take).
-    WeightsError
+        Settings that cannot work on this input, or a CUDA device no worker has.
+    WeightsNotFoundError
         No weights file at the given path.
     """
-    weights = _weights_path(settings.weights)
-    stamp = _stamp(weights)
+    weights = check_weights_path(settings.weights)
+    _check_device(settings.device, client)
+    stamp = weights_stamp(weights)
     ny, nx = geobox.shape
     try:
         y_ax = AxisWindows(int(ny), settings.tile, settings.step, settings.level)

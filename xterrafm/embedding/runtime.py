@@ -33,17 +33,19 @@ from typing import Any
 
 from xterrafm._imports import import_gate
 from xterrafm.embedding.spec import ModelSpec
+from xterrafm.errors import WeightsMismatchError
+from xterrafm.models.precision import resolve_precision
 
 __all__ = [
     "clear_cache",
     "configure_torch_threads",
+    "cuda_available",
     "default_torch_threads",
     "get_model",
     "preload",
     "record",
     "resolve_batch_size",
     "resolve_device",
-    "resolve_precision",
     "stats",
     "tune_allocator",
 ]
@@ -52,6 +54,14 @@ _LOCK = threading.Lock()
 _MODELS: dict[tuple, Any] = {}
 _STATS: Counter = Counter()
 _THREADS_SET: list[int] = []
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device in this process."""
+    with import_gate():
+        import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def resolve_device(device: str) -> str:
@@ -65,13 +75,6 @@ def resolve_device(device: str) -> str:
         raise RuntimeError(f"device={device!r} was requested but torch sees no CUDA device in "
                            f"this process (pid {os.getpid()})")
     return str(device)
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """``"auto"`` → ``"bf16"`` on CUDA, ``"fp32"`` elsewhere; other values pass through."""
-    if precision == "auto":
-        return "bf16" if device.startswith("cuda") else "fp32"
-    return precision
 
 
 def resolve_batch_size(batch_size: int | None, device: str) -> int:
@@ -194,7 +197,7 @@ def get_model(spec: ModelSpec) -> tuple[Any, str]:
 
     Raises
     ------
-    ValueError
+    WeightsMismatchError
         The weights found in this process have a different SHA-256 than the spec records
         (the file changed, or workers see a different file).
     """
@@ -218,7 +221,7 @@ def get_model(spec: ModelSpec) -> tuple[Any, str]:
                                seed=spec.seed, sha256=known)
             _STATS["weights_hashed"] += int(known is None)
             if spec.weights_sha256 and model.weights_sha256 != spec.weights_sha256:
-                raise ValueError(
+                raise WeightsMismatchError(
                     f"weights {spec.weights!r} in process {os.getpid()} have sha256 "
                     f"{model.weights_sha256}, but the graph was built for "
                     f"{spec.weights_sha256}: the file changed or workers see another file")

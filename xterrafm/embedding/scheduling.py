@@ -16,6 +16,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from xterrafm import _compat
 from xterrafm._imports import import_gate
 
 with import_gate():
@@ -75,11 +76,8 @@ def gpu_resources(resources: Any = "auto", client: Any = None) -> dict | None:
 
 def _constituent_keys(node: Any) -> list:
     """Keys of the original tasks inside a (possibly fused) task-spec node."""
-    with import_gate():
-        from dask._task_spec import Task, _execute_subgraph
-
     keys = [node.key]
-    if isinstance(node, Task) and node.func is _execute_subgraph and node.args:
+    if isinstance(node, _compat.Task) and node.func is _compat.execute_subgraph and node.args:
         inner = node.args[0]
         if isinstance(inner, Mapping):
             keys.extend(inner)
@@ -103,8 +101,9 @@ def optimize_keeping_annotations(dsk: Any, keys: Sequence, **kwargs: Any) -> Any
     """
     with import_gate():
         from dask.array.optimization import optimize
-        from dask.blockwise import _fuse_annotations
+        from dask.core import flatten
         from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+        from dask.utils import ensure_dict
 
     with dask.config.set({"optimization.fuse.active": False}):
         hlg = optimize(dsk, keys, **kwargs)  # blockwise fusion + cull; layers keep annotations
@@ -115,17 +114,9 @@ def optimize_keeping_annotations(dsk: Any, keys: Sequence, **kwargs: Any) -> Any
                 by_key[k] = layer.annotations
     if not by_key or dask.config.get("optimization.fuse.active") is False:
         return hlg
-    try:  # the low-level steps of dask.array.optimization.optimize
-        with import_gate():
-            from dask._task_spec import convert_legacy_graph, fuse_linear_task_spec
-            from dask.array.optimization import _optimize_slices
-            from dask.core import flatten
-            from dask.utils import ensure_dict
-
-        fused = convert_legacy_graph(ensure_dict(hlg))
-        fused = _optimize_slices(fuse_linear_task_spec(fused, keys=list(flatten(keys))))
-    except ImportError:  # other dask internals: keep the blockwise-optimised graph, unfused
-        return hlg
+    # the low-level steps of dask.array.optimization.optimize
+    fused = _compat.convert_legacy_graph(ensure_dict(hlg))
+    fused = _compat.optimize_slices(_compat.fuse_linear_task_spec(fused, keys=list(flatten(keys))))
     groups: dict[str, tuple[dict, dict]] = {}
     plain: dict = {}
     for key, node in fused.items():
@@ -133,7 +124,7 @@ def optimize_keeping_annotations(dsk: Any, keys: Sequence, **kwargs: Any) -> Any
         if not found:
             plain[key] = node
             continue
-        ann = _fuse_annotations(*found) if len(found) > 1 else dict(found[0])
+        ann = _compat.fuse_annotations(*found) if len(found) > 1 else dict(found[0])
         tag = json.dumps(ann, sort_keys=True, default=str)
         groups.setdefault(tag, (ann, {}))[1][key] = node
     layers = {"unannotated": MaterializedLayer(plain)}

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xterrafm.bands import MODALITIES, check_modality
+from xterrafm.cli_options import fraction, non_negative_int, positive_int
 from xterrafm.errors import UsageError
 from xterrafm.models.config import CONFIGS, get_config
 from xterrafm.models.precision import PRECISIONS, canonical_precision
@@ -94,13 +95,13 @@ class EmbedSettings:
         "``\"patch\"``: the patch tokens, one per 16 x 16 px, on the input grid zoomed out 16x.",
         type_doc="{\"tile\", \"patch\"}", choices=LEVELS)
     tile: int = _option(224, "Window side in pixels (a multiple of 16).", type_doc="int",
-                        metavar="PX", cli_type=int)
+                        metavar="PX", cli_type=positive_int)
     stride: int | None = _option(
         None, "Window step in pixels, at most ``tile`` (default: ``tile``, windows side by "
-        "side).", type_doc="int, optional", metavar="PX", cli_type=int)
+        "side).", type_doc="int, optional", metavar="PX", cli_type=positive_int)
     batch_size: int | None = _option(
         None, "Windows per forward pass (default: 8 on CPU, 64 on CUDA).",
-        type_doc="int, optional", cli_type=int)
+        type_doc="int, optional", cli_type=positive_int)
     device: str = _option(
         "auto", "Torch device: ``\"auto\"`` (CUDA where a worker has it), ``\"cpu\"``, "
         "``\"cuda\"``, ``\"cuda:1\"``.", type_doc="str")
@@ -113,15 +114,15 @@ class EmbedSettings:
         metavar="SPEC|none", cli_type=lambda text: _none_or(text, str))
     min_valid: float = _option(
         0.5, "Windows (tile level) or patches (patch level) whose fraction of valid pixels is "
-        "below this are NaN.", type_doc="float in [0, 1]", cli_type=float)
+        "below this are NaN.", type_doc="float in [0, 1]", cli_type=fraction)
     seed: int = _option(0, "Seed of the random initialisation (``weights=None``).",
-                        type_doc="int", cli_type=int)
+                        type_doc="int", cli_type=non_negative_int)
     block_cells: tuple[int, int] | None = _option(
         None, "Output cells per dask block along (y, x); default: about one input chunk.",
         type_doc="int or (int, int), optional", flag=None)
     torch_threads: int | None = _option(
         None, "Torch threads per worker process (default: its share of the cores).",
-        type_doc="int, optional", cli_type=int)
+        type_doc="int, optional", cli_type=positive_int)
     resources: Any = _option(
         "auto", "Resources the model tasks ask the scheduler for; ``\"auto\"``: ``{\"GPU\": 1}`` "
         "when workers of the distributed client declare a ``GPU`` resource; None: none.",

@@ -25,6 +25,7 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
+from xterrafm import _compat
 from xterrafm._imports import import_gate
 from xterrafm.errors import AssetReadError
 from xterrafm.io.upsample import read_source_fast
@@ -33,7 +34,6 @@ with import_gate():
     import numpy as np
     import rasterio.errors
     from odc.loader import RioDriver, RioReader
-    from odc.loader._rio import rio_env, rio_read
 
 __all__ = ["AssetReadError", "RetryPolicy", "RetryingRioDriver"]
 
@@ -134,12 +134,12 @@ class RetryingRioReader(RioReader):
             if attempt > 0 and vsi is not None:
                 env["CPL_VSIL_CURL_NON_CACHED"] = vsi
             try:
-                with rio_env(**env):
+                with _compat.rio_env(**env):
                     fast = read_source_fast(self._src, strict, dst_geobox, dst=dst,
                                             selection=selection)
                     if fast is not None:
                         return fast
-                    return rio_read(self._src, strict, dst_geobox, dst=dst, selection=selection)
+                    return _compat.rio_read(self._src, strict, dst_geobox, dst=dst, selection=selection)
             except rasterio.errors.RasterioError as e:
                 last = e
                 if attempt + 1 < attempts:

@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 
 from xterrafm._imports import import_gate
 from xterrafm.bands import ModalitySpec, get_modality
-from xterrafm.errors import BandNotFoundError
+from xterrafm.errors import BandNotFoundError, UsageError
 from xterrafm.io.retry import RetryingRioDriver, RetryPolicy, coerce_retry
 
 with import_gate():
@@ -52,6 +52,7 @@ __all__ = [
     "DEFAULT_SCL_MASK_CLASSES",
     "BandNotFoundError",
     "load_stac",
+    "parse_datetime_range",
     "resolve_items",
 ]
 
@@ -93,15 +94,37 @@ def _parse_time(value: Any, *, end: bool) -> dt.datetime | None:
         t = dt.datetime.combine(value, dt.time.max if end else dt.time.min)
     else:
         s = str(value).strip()
-        if len(s) == 10:  # a date: whole day
-            t = dt.datetime.combine(dt.date.fromisoformat(s), dt.time.max if end else dt.time.min)
-        else:
-            t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+        try:
+            if len(s) in (4, 7):  # a year or a month: the whole of it
+                year, month = int(s[:4]), int(s[5:7]) if len(s) == 7 else None
+                if end:
+                    last = dt.date(year + (month or 12) // 12, (month or 12) % 12 + 1, 1)
+                    day = last - dt.timedelta(days=1)
+                else:
+                    day = dt.date(year, month or 1, 1)
+                t = dt.datetime.combine(day, dt.time.max if end else dt.time.min)
+            elif len(s) == 10:  # a date: the whole day
+                t = dt.datetime.combine(dt.date.fromisoformat(s),
+                                        dt.time.max if end else dt.time.min)
+            else:
+                t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"datetime {s!r} is not a year (2024), month (2024-06), date "
+                             "(2024-06-01) or ISO date-time") from None
     return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
 
-def _time_range(datetime: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """``(start, end)`` from a STAC-API style datetime (``"a/b"``, a date, or a 2-tuple)."""
+def parse_datetime_range(datetime: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """``(start, end)`` of a STAC-API style datetime, both inclusive and in UTC.
+
+    ``"a/b"`` ranges (``..`` open), a year (``"2024"``), a month (``"2024-06"``), a date or an
+    ISO date-time; a ``datetime``/``date``; or a 2-tuple of those.
+
+    Raises
+    ------
+    UsageError
+        A value in none of these forms.
+    """
     if datetime is None:
         return None, None
     if isinstance(datetime, (tuple, list)):
@@ -121,7 +144,7 @@ def _filter_items(
     collections: Sequence[str] | None,
 ) -> list[tuple[pystac.Item, str | None]]:
     """Apply bbox / datetime / collections to items from a static source."""
-    start, end = _time_range(datetime)
+    start, end = parse_datetime_range(datetime)
     cols = {collections} if isinstance(collections, str) else set(collections or ())
     out = []
     for item, base in pairs:
