@@ -205,7 +205,7 @@ def embed_job_from_args(args: argparse.Namespace):  # -> EmbedJob
     if args.source:
         classify_sources(args.source)
     if args.datetime is not None:
-        from xterrafm.io.stac import parse_datetime_range
+        from xterrafm.io.stac_items import parse_datetime_range
 
         parse_datetime_range(args.datetime)
     if args.cluster not in CLUSTER_KINDS and not _ADDRESS.match(args.cluster):

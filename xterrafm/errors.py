@@ -35,6 +35,7 @@ __all__ = [
     "WeightsError",
     "WeightsMismatchError",
     "WeightsNotFoundError",
+    "WorkersLostError",
     "XterrafmError",
     "exit_code",
 ]
@@ -99,6 +100,10 @@ class NotAStoreError(StoreMismatchError, FileExistsError):
 # -- jobs and clusters -----------------------------------------------------------------------
 class ClusterError(XterrafmError, RuntimeError):
     """The requested Dask cluster could not be created or reached (the message says why)."""
+
+
+class WorkersLostError(XterrafmError, RuntimeError):
+    """The cluster lost all its workers during a job and none came back in time."""
 
 
 class EmbedJobError(XterrafmError, RuntimeError):

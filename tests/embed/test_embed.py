@@ -13,8 +13,8 @@ import torch
 import xarray as xr
 
 import xterrafm
+from tests.helpers.counting import raise_if_dask_computes
 from xterrafm.embedding.windows import AxisWindows
-from xterrafm.testing import raise_if_dask_computes
 
 
 @pytest.fixture(scope="module")

@@ -152,7 +152,7 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
     """
     from xterrafm.embedding.api import embed_and_plan
     from xterrafm.store.counts import EmbedSummary
-    from xterrafm.store.write import default_wave_size, write_plan
+    from xterrafm.store.write import STORE_SALT, default_wave_size, write_plan
 
     cubes = open_cubes(job.inputs, job.out)
     t0 = time.perf_counter()  # wall time: cluster, embedding, writing (not scene generation)
@@ -176,7 +176,8 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
             summary.stores.append(result)
             t_store = time.perf_counter()
             try:
-                emb, plan = embed_and_plan(cube, job.settings, client=running.client)
+                emb, plan = embed_and_plan(cube, job.settings, client=running.client,
+                                           salt=STORE_SALT)
                 write_plan(emb, plan, store, summary=result, client=running.client,
                            overwrite=job.overwrite and group is None, wave_size=wave_size,
                            on_wave=on_wave, progress=job.progress)

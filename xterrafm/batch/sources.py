@@ -204,7 +204,7 @@ def _stac_items(sel: SourceSelection, href: str, kind: str) -> list[Any]:
     with import_gate():
         from pystac.utils import make_absolute_href
 
-    from xterrafm.io.stac import resolve_items
+    from xterrafm.io.stac_items import resolve_items
 
     if kind == "stac-api" and not sel.collection:
         raise SourceError("a STAC API SOURCE needs --collection")

@@ -67,15 +67,17 @@ def wrap_embeddings(data: da.Array, plan: EmbedPlan, cube: xr.DataArray) -> xr.D
 
 
 def embed_and_plan(cube: xr.DataArray | xr.Dataset, settings: EmbedSettings | None = None, *,
-                   client: Any = None, **options: Any) -> tuple[xr.DataArray, EmbedPlan]:
+                   client: Any = None, salt: str | None = None,
+                   **options: Any) -> tuple[xr.DataArray, EmbedPlan]:
     """The lazy ``(time, embedding, y, x)`` embeddings of a cube and the plan they follow.
 
     What :func:`embed` and :func:`xterrafm.embed_to_zarr` both build on (same arguments as
-    :func:`embed`); the output always has a ``time`` dimension.
+    :func:`embed`, ``salt`` as for :func:`~xterrafm.embedding.graph.embed_dask`); the output
+    always has a ``time`` dimension.
     """
     settings = EmbedSettings.from_options(settings, **options)
     cube, plan = plan_embedding(cube, settings, client=client)
-    return wrap_embeddings(embed_dask(cube.data, plan), plan, cube), plan
+    return wrap_embeddings(embed_dask(cube.data, plan, salt=salt), plan, cube), plan
 
 
 def embed(cube: xr.DataArray | xr.Dataset, settings: EmbedSettings | None = None, *,

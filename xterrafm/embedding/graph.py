@@ -45,8 +45,19 @@ def _reblock_axis(arr: da.Array, axis: int, spans: list[BlockSpan]) -> da.Array:
     return da.concatenate(pieces, axis=axis).rechunk({axis: sizes})
 
 
-def reblock(pixels: da.Array, plan: EmbedPlan) -> da.Array:
-    """The ``(time, band, y, x)`` pixels as float32 blocks of whole output blocks' windows."""
+def _same(block: np.ndarray) -> np.ndarray:
+    return block
+
+
+def reblock(pixels: da.Array, plan: EmbedPlan, salt: str | None = None) -> da.Array:
+    """The ``(time, band, y, x)`` pixels as float32 blocks of whole output blocks' windows.
+
+    With ``salt``, every key of the graph built here differs from the keys of the same plan
+    without it (see :func:`embed_dask`).
+    """
+    if salt:
+        pixels = pixels.map_blocks(_same, dtype=pixels.dtype,
+                                   name=f"xterrafm-{salt}-" + dask.base.tokenize(pixels.name))
     data = pixels if pixels.dtype == np.float32 else pixels.astype(np.float32)
     data = data.rechunk({1: -1})
     data = _reblock_axis(data, 2, plan.y.spans(plan.cells[0]))
@@ -60,7 +71,7 @@ def _block_task(block: np.ndarray, *, spec: ModelSpec, y: AxisWindows, x: AxisWi
                        x_span=x.span(ox0, ox1), min_valid=min_valid)
 
 
-def embed_dask(pixels: da.Array, plan: EmbedPlan) -> da.Array:
+def embed_dask(pixels: da.Array, plan: EmbedPlan, *, salt: str | None = None) -> da.Array:
     """Lazy embeddings of a ``(time, band, y, x)`` pixel array.
 
     Parameters
@@ -69,6 +80,11 @@ def embed_dask(pixels: da.Array, plan: EmbedPlan) -> da.Array:
         Physical units, NaN for no data, bands in the modality's order, on ``plan.geobox``.
     plan : EmbedPlan
         The job (:func:`xterrafm.embedding.plan.make_plan`).
+    salt : str, optional
+        Makes every key of the graph distinct from the keys of the same plan without it. The
+        store writer salts its graph: a user may hold the same embeddings persisted on the
+        same cluster, built and optimised differently, and two graphs that share keys with
+        different tasks confuse the scheduler ("Detected different run_spec", dask#9888).
 
     Returns
     -------
@@ -78,7 +94,7 @@ def embed_dask(pixels: da.Array, plan: EmbedPlan) -> da.Array:
     """
     if pixels.ndim != 4:
         raise ValueError(f"expected (time, band, y, x) pixels; got {pixels.ndim} dimensions")
-    blocks = reblock(pixels, plan)
+    blocks = reblock(pixels, plan, salt)
     chunks = (blocks.chunks[0], (plan.embed_dim,), plan.y.out_chunks(plan.cells[0]),
               plan.x.out_chunks(plan.cells[1]))
     token = dask.base.tokenize(blocks.name, plan.spec, plan.y, plan.x, plan.settings.min_valid)

@@ -21,7 +21,7 @@ _EXPORTS = {
     "open_geotiff": "geotiff",
     "open_training_cube": "grid",
     "open_zarr_cube": "zarr_store",
-    "resolve_items": "stac",
+    "resolve_items": "stac_items",
     "training_modality": "grid",
     "write_training_cube": "grid",
     "write_zarr_cube": "zarr_store",

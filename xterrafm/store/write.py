@@ -27,6 +27,11 @@ from xterrafm.embedding.api import embed_and_plan
 from xterrafm.embedding.plan import EmbedPlan
 from xterrafm.embedding.scheduling import get_client, keep_annotations, start_preload
 from xterrafm.embedding.settings import EmbedSettings, settings_docstring, settings_parameters
+from xterrafm.embedding.workers import (
+    DEFAULT_NO_WORKER_TIMEOUT_S,
+    gather_with_watch,
+    install_worker_setup,
+)
 from xterrafm.errors import NotAStoreError, StoreMismatchError
 from xterrafm.store.counts import EmbedSummary, StoreCounts, Tally
 from xterrafm.store.layout import (
@@ -50,6 +55,7 @@ with import_gate():
     import xarray as xr
 
 __all__ = [
+    "STORE_SALT",
     "default_wave_size",
     "embed_to_zarr",
     "pending_blocks",
@@ -57,6 +63,10 @@ __all__ = [
     "write_blocks",
     "write_plan",
 ]
+
+
+#: Salt of the store writer's graphs (see :func:`xterrafm.embedding.graph.embed_dask`).
+STORE_SALT = "store"
 
 
 def _block_grid(emb: xr.DataArray) -> tuple[int, ...]:
@@ -225,7 +235,8 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
                  resources: dict | None = None, client: Any = None,
                  wave_size: int | str | None = "auto",
                  on_wave: Callable[[EmbedSummary], Any] | None = None, progress: bool = True,
-                 summary: EmbedSummary | None = None) -> EmbedSummary:
+                 summary: EmbedSummary | None = None,
+                 no_worker_timeout: float = DEFAULT_NO_WORKER_TIMEOUT_S) -> EmbedSummary:
     """Compute the given blocks of ``emb`` and write each into its region of ``store``.
 
     Parameters
@@ -251,6 +262,10 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
     summary : EmbedSummary, optional
         Summary to update in place, block by block, so that it is right when a block fails
         (default: a new one).
+    no_worker_timeout : float
+        With a client: seconds the cluster may have no worker at all before the write fails
+        with :class:`~xterrafm.embedding.workers.WorkersLostError` naming what the workers
+        reported (a killed worker's nanny restarts it within seconds).
 
     Returns
     -------
@@ -280,7 +295,7 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
             parts = [counts.blocks[b] for b in wave]
             with keep_annotations():
                 if client is not None:
-                    _compute_on_client(client, parts, add, bar)
+                    _compute_on_client(client, parts, add, bar, no_worker_timeout)
                 else:
                     with _TaskBar(bar, counts.name):
                         for result in dask.compute(*parts):
@@ -294,19 +309,17 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
 
 
 def _compute_on_client(client: Any, parts: list, add: Callable[[np.ndarray], None],
-                       bar: Any) -> None:
-    with import_gate():
-        from distributed import as_completed
-
+                       bar: Any, no_worker_timeout: float) -> None:
     # one submission per block, earlier blocks first: the scheduler then reads block by block,
     # and the first forward passes start after one block's reads instead of the whole wave's
     futures = [client.compute(p, priority=len(parts) - i) for i, p in enumerate(parts)]
+
+    def done(result: np.ndarray) -> None:
+        add(result)
+        bar.update(1)
+
     try:
-        # the loop of *this* client: as_completed otherwise looks for a default client, and a
-        # client made with set_as_default=False is not one
-        for fut in as_completed(futures, loop=client.loop):
-            add(fut.result())
-            bar.update(1)
+        gather_with_watch(client, futures, done, no_worker_timeout=no_worker_timeout)
     finally:
         client.cancel([f for f in futures if not f.done()])
 
@@ -327,7 +340,8 @@ class _TaskBar(dask.callbacks.Callback):
 def write_plan(emb: xr.DataArray, plan: EmbedPlan, store: str, *, summary: EmbedSummary,
                client: Any = None, overwrite: bool = False, wave_size: int | str | None = "auto",
                on_wave: Callable[[EmbedSummary], Any] | None = None, progress: bool = True,
-               zarr_format: int = 3) -> EmbedSummary:
+               zarr_format: int = 3,
+               no_worker_timeout: float = DEFAULT_NO_WORKER_TIMEOUT_S) -> EmbedSummary:
     """Write the embeddings ``emb`` of ``plan`` into ``store`` (template, then missing blocks).
 
     ``summary`` is updated in place as blocks finish, so that a caller catching a failure
@@ -335,6 +349,8 @@ def write_plan(emb: xr.DataArray, plan: EmbedPlan, store: str, *, summary: Embed
     """
     emb = _regular(emb)
     store = str(store)
+    if client is not None:
+        install_worker_setup(client)
     # workers start building the model now, while the template is written and blocks are read
     preloading = start_preload(plan.spec, client, plan.resources) if client is not None else []
     try:
@@ -351,7 +367,8 @@ def write_plan(emb: xr.DataArray, plan: EmbedPlan, store: str, *, summary: Embed
         summary.counts = StoreCounts(len(everything), _cells_total(emb),
                                      found=done_tally(fs, root, finished))
         write_blocks(emb, store, todo, resources=plan.resources, client=client,
-                     wave_size=wave_size, on_wave=on_wave, progress=progress, summary=summary)
+                     wave_size=wave_size, on_wave=on_wave, progress=progress, summary=summary,
+                     no_worker_timeout=no_worker_timeout)
     finally:
         # a preload thread of this process must not outlive the job: a thread still inside
         # torch when the interpreter exits aborts the process; futures are held until here,
@@ -367,7 +384,8 @@ def embed_to_zarr(cube: xr.DataArray | xr.Dataset, store: str | os.PathLike,
                   settings: EmbedSettings | None = None, *, client: Any = None,
                   overwrite: bool = False, wave_size: int | str | None = "auto",
                   on_wave: Callable[[EmbedSummary], Any] | None = None, progress: bool = True,
-                  zarr_format: int = 3, **options: Any) -> EmbedSummary:
+                  zarr_format: int = 3, no_worker_timeout: float = DEFAULT_NO_WORKER_TIMEOUT_S,
+                  **options: Any) -> EmbedSummary:
     """Embed a cube into a Zarr store, block by block, resumably.
 
     Parameters
@@ -391,6 +409,10 @@ def embed_to_zarr(cube: xr.DataArray | xr.Dataset, store: str | os.PathLike,
         Show a progress bar (False silences it).
     zarr_format : int
         Zarr format of a new store (default 3).
+    no_worker_timeout : float
+        With a client: seconds the cluster may have no worker before the job fails with
+        :class:`~xterrafm.embedding.workers.WorkersLostError`, which names what the workers
+        reported (a killed worker's nanny restarts it within seconds).
 {settings}
 
     Returns
@@ -406,10 +428,11 @@ def embed_to_zarr(cube: xr.DataArray | xr.Dataset, store: str | os.PathLike,
     t0 = time.perf_counter()
     client = get_client(client)
     settings = EmbedSettings.from_options(settings, **options)
-    emb, plan = embed_and_plan(cube, settings, client=client)
+    emb, plan = embed_and_plan(cube, settings, client=client, salt=STORE_SALT)
     summary = EmbedSummary(store=str(store), level=plan.level)
     write_plan(emb, plan, str(store), summary=summary, client=client, overwrite=overwrite,
-               wave_size=wave_size, on_wave=on_wave, progress=progress, zarr_format=zarr_format)
+               wave_size=wave_size, on_wave=on_wave, progress=progress, zarr_format=zarr_format,
+               no_worker_timeout=no_worker_timeout)
     summary.seconds = time.perf_counter() - t0
     return summary
 
