@@ -4,7 +4,8 @@ Sections, in this order (each independent: a failing one records its traceback i
 the next one runs; once the budget is spent the rest are recorded as skipped):
 
 ``machine``            GPU, driver, CPU, library versions, what is importable.
-``tests``              ``pytest tests/gpu`` (the ``requires_cuda`` tests) in a subprocess.
+``tests``              ``pytest tests/gpu`` (the ``requires_cuda`` tests) in a subprocess; its
+                       whole output goes to ``<out>.tests.log`` beside the JSON.
 ``matmul_peak``        bf16 / fp32 / TF32 ``torch.matmul`` TFLOP/s (the % of peak reference).
 ``throughput_eager``   tiles/s of TerraFM-B and -L, bf16 and fp32, batch 64..512, eager.
 ``host_to_device``     copy GB/s of a batch, and the model fed from host memory.
@@ -29,6 +30,7 @@ import argparse
 import importlib
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -140,7 +142,7 @@ def tests(ctx: Any, rec: dict) -> None:
     s = ctx.sizes
     fig = rec["figures"]
     xml = Path(ctx.workdir) / "gpu_tests.xml"
-    log = Path(ctx.workdir) / "gpu_tests.log"
+    log = ctx.report.path.with_suffix(".tests.log")  # the whole pytest output, beside the JSON
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
     if ctx.tests_on_cpu:
@@ -150,7 +152,7 @@ def tests(ctx: Any, rec: dict) -> None:
     timeout = min(s["tests_timeout_s"], max(ctx.budget.left() - 5, 5))
     cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "tests/gpu", "-p", "no:cacheprovider",
            f"--junitxml={xml}", "-o", f"timeout={s['test_timeout_s']}"]
-    fig.update(command=" ".join(cmd[1:]), timeout_s=round(timeout),
+    fig.update(command=" ".join(cmd[1:]), timeout_s=round(timeout), log=str(log),
                on_cpu=bool(ctx.tests_on_cpu))
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -300,9 +302,12 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     t0 = time.monotonic()
-    for name, fn, need in _sections():
-        if chosen is None or name in chosen:
-            report.run_section(name, fn, ctx, need)
+    try:
+        for name, fn, need in _sections():
+            if chosen is None or name in chosen:
+                report.run_section(name, fn, ctx, need)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     report.data["sections_s"] = round(time.monotonic() - t0, 1)
     report.finish()
     _summary(report)

@@ -216,24 +216,27 @@ def _say(budget: Budget, text: str) -> None:
 
 # -- import blocking (rehearsing the GPU machine's environment) ---------------------------------
 _SITECUSTOMIZE = '''\
-"""Refuses imports named in XTERRAFM_BLOCK_IMPORTS (written by benchmarks/gpu_runner.py)."""
-import importlib.abc
+"""Hides the packages named in XTERRAFM_BLOCK_IMPORTS (written by benchmarks/gpu_runner.py):
+sys.path's finder reports them absent, so that ``import`` fails and ``find_spec`` returns None,
+as on a machine without them."""
+import importlib.machinery
 import os
 import sys
 
 _BLOCKED = tuple(n for n in os.environ.get("XTERRAFM_BLOCK_IMPORTS", "").split(",") if n)
 
 
-class _Blocker(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if any(name == b or name.startswith(b + ".") for b in _BLOCKED):
-            raise ModuleNotFoundError(
-                f"No module named {name!r} (blocked: absent on the GPU machine)", name=name)
-        return None
+class _HidingPathFinder(importlib.machinery.PathFinder):
+    @classmethod
+    def find_spec(cls, fullname, path=None, target=None):
+        if any(fullname == b or fullname.startswith(b + ".") for b in _BLOCKED):
+            return None
+        return importlib.machinery.PathFinder.find_spec(fullname, path, target)
 
 
 if _BLOCKED:
-    sys.meta_path.insert(0, _Blocker())
+    sys.meta_path[:] = [_HidingPathFinder if f is importlib.machinery.PathFinder else f
+                        for f in sys.meta_path]
 '''
 
 

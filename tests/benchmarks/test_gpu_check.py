@@ -50,7 +50,8 @@ def test_cpu_rehearsal_writes_every_section_with_figures_or_a_reason(tmp_path):
     assert "no CUDA" in sec["host_to_device"]["reason"]
     # the blocked packages (absent on the GPU machine) were refused, xterrafm's GPU path not
     importable = sec["machine"]["figures"]["importable"]
-    assert "blocked" in importable["pystac"] and importable["xterrafm.embedding"] is True
+    assert "No module named 'pystac'" in importable["pystac"]
+    assert importable["xterrafm.embedding"] is True
     peak = sec["matmul_peak"]["figures"]
     assert peak["bf16_tflops"] > 0 and peak["fp32_tflops"] > 0
     sizes = report["sizes"]
