@@ -56,7 +56,7 @@ GPU_SIZES: dict[str, Any] = {
     "compile_batches": [64, 128, 256, 512],
     "compile_backend": "inductor", "min_time": 0.4, "min_iters": 3, "max_iters": 50,
     "warmup": 2, "row_need_s": 4, "compile_need_s": 45, "sdpa_batch": 256,
-    "e2e_model": "terrafm-b", "e2e_side": 3584, "e2e_dates": 4, "e2e_block_cells": 8,
+    "e2e_model": "terrafm-b", "e2e_side": 3584, "e2e_dates": 6, "e2e_block_cells": 8,
     "e2e_batch": 64, "reader_threads": max(2, (os.cpu_count() or 4) - 2),
     "e2e_target_s": 8, "e2e_reserve_s": 40, "e2e_variant_need_s": 15, "e2e_bare_need_s": 5,
 }

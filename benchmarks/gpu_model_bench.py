@@ -143,12 +143,15 @@ def throughput(ctx: Any, rec: dict, mode: str) -> None:
                                 f"{name} {precision} {mode}")
                 model = _build(name, ctx.device)
                 if mode == "compiled":
+                    _roomy_dynamo_caches()
                     for blk in model.blocks:
                         blk.compile(backend=s["compile_backend"])
             for batch in s["batches"] if mode == "eager" else s["compile_batches"]:
                 ctx.budget.need(s["row_need_s"], f"{name} {precision} {mode} batch {batch}")
                 try:
                     row = _row(ctx, model, name, precision, mode, batch)
+                    if mode == "compiled":
+                        row["dynamo_graphs_so_far"] = _dynamo_graphs()
                 except torch.cuda.OutOfMemoryError as err:
                     row = {"model": name, "precision": precision, "mode": mode, "batch": batch,
                            "error": f"out of memory: {str(err).splitlines()[0]}"}
@@ -163,6 +166,27 @@ def throughput(ctx: Any, rec: dict, mode: str) -> None:
         if ctx.device.type == "cuda":
             torch.cuda.empty_cache()
     ctx.results[f"throughput_{mode}"] = rows
+
+
+def _roomy_dynamo_caches() -> None:
+    """Let dynamo keep a compiled entry per block, batch shape and precision (24 blocks of
+    TerraFM-L would pass its default limit of 8 if each block compiled on its own)."""
+    import torch._dynamo
+
+    cfg = torch._dynamo.config
+    cfg.cache_size_limit = max(cfg.cache_size_limit, 64)
+    if hasattr(cfg, "accumulated_cache_size_limit"):
+        cfg.accumulated_cache_size_limit = max(cfg.accumulated_cache_size_limit, 512)
+
+
+def _dynamo_graphs() -> int | None:
+    """Graphs dynamo compiled so far in this process (None where torch does not say)."""
+    try:
+        from torch._dynamo.utils import counters
+
+        return int(counters["stats"]["unique_graphs"])
+    except (ImportError, KeyError, TypeError):
+        return None
 
 
 def _sdpa_flags() -> dict:

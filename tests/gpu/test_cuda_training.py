@@ -43,7 +43,10 @@ def _dino_steps(model, student, teacher, criterion, batches, cfg, device, class_
 
 def test_single_process_nccl_group_and_ddp_steps(target, train_cube, fast_overrides, free_port):
     """DDP over a one-process NCCL group: the all-reduce runs on the GPU and three DINO steps
-    through DistributedDataParallel equal the same steps without it."""
+    through DistributedDataParallel equal the same steps without it (fp32 and the math SDPA
+    kernel, whose backward has no atomics, so that both runs compute alike)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     device = torch.device(target.indexed_device)
     dist.init_process_group(target.backend, init_method=f"tcp://127.0.0.1:{free_port}",
                             rank=0, world_size=1)
@@ -52,7 +55,7 @@ def test_single_process_nccl_group_and_ddp_steps(target, train_cube, fast_overri
         t = torch.arange(4.0, device=device)
         dist.all_reduce(t)
         assert t.device == device and t.tolist() == [0.0, 1.0, 2.0, 3.0]
-        cfg = load_config("tiny", fast_overrides)
+        cfg = load_config("tiny", {**fast_overrides, "amp": "fp32"})
         dataset = build_dataset(cfg, [train_cube])
         batches = [b for _, b in zip(range(3), DataLoader(dataset, batch_size=None),
                                      strict=False)]
@@ -67,18 +70,21 @@ def test_single_process_nccl_group_and_ddp_steps(target, train_cube, fast_overri
         ddp = DistributedDataParallel(
             student, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True)
-        got = _dino_steps(ddp, student, teacher, copy.deepcopy(criterion), batches, cfg,
-                          device, freq)
-        want = _dino_steps(plain, plain, teacher, copy.deepcopy(criterion), batches, cfg,
-                           device, freq)
+        with sdpa_kernel(SDPBackend.MATH):
+            got = _dino_steps(ddp, student, teacher, copy.deepcopy(criterion), batches, cfg,
+                              device, freq)
+            want = _dino_steps(plain, plain, teacher, copy.deepcopy(criterion), batches, cfg,
+                               device, freq)
     finally:
         dist.destroy_process_group()
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, want, rtol=1e-5)
     moved = [not torch.equal(p, s) for p, s in zip(student.parameters(), start, strict=True)]
     assert sum(moved) > len(moved) // 2  # the optimiser stepped
+    # (the position-embedding interpolation's backward adds atomically on CUDA: float32
+    # rounding differences, far below an optimiser step)
     for p, q in zip(student.parameters(), plain.parameters(), strict=True):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
 
 def test_training_on_the_device_resumes_exactly(target, train_cube, fast_overrides, tmp_path):
