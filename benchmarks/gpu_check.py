@@ -150,7 +150,7 @@ def tests(ctx: Any, rec: dict) -> None:
     else:
         env.pop("XTERRAFM_GPU_REHEARSAL", None)
     timeout = min(s["tests_timeout_s"], max(ctx.budget.left() - 5, 5))
-    cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "tests/gpu", "-p", "no:cacheprovider",
+    cmd = [sys.executable, "-m", "pytest", "-v", "-rs", "tests/gpu", "-p", "no:cacheprovider",
            f"--junitxml={xml}", "-o", f"timeout={s['test_timeout_s']}"]
     fig.update(command=" ".join(cmd[1:]), timeout_s=round(timeout), log=str(log),
                on_cpu=bool(ctx.tests_on_cpu))
@@ -164,8 +164,10 @@ def tests(ctx: Any, rec: dict) -> None:
             proc.wait()
             fig["returncode"] = None
             rec["status"], rec["reason"] = "failed", f"pytest ran past {timeout:.0f} s and was killed"
-    fig["output_tail"] = log.read_text(errors="replace")[-3000:]
-    cases = _junit_cases(xml) if xml.exists() else []
+    text = log.read_text(errors="replace")
+    fig["output_tail"] = text[-3000:]
+    # the XML is written when pytest ends; a killed run leaves the -v lines of finished tests
+    cases = _junit_cases(xml) if xml.exists() else _logged_cases(text)
     fig["tests"] = cases
     counts = {k: sum(c["outcome"] == k for c in cases) for k in ("passed", "failed", "error",
                                                                   "skipped")}
@@ -180,6 +182,17 @@ def tests(ctx: Any, rec: dict) -> None:
     elif not counts["passed"]:
         reasons = sorted({c["message"] for c in cases if c["message"]})
         raise SkipSection(f"all {counts['skipped']} tests skipped: " + "; ".join(reasons))
+
+
+def _logged_cases(text: str) -> list[dict]:
+    """Outcomes of the tests that finished, from ``pytest -v`` lines (no XML: pytest killed)."""
+    import re
+
+    found = re.findall(r"^(tests/\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED)", text, re.M)
+    return [{"test": name, "outcome": {"PASSED": "passed", "FAILED": "failed",
+                                       "ERROR": "error", "SKIPPED": "skipped"}[word],
+             "seconds": None, "message": "from the log: pytest was stopped before its report"}
+            for name, word in found]
 
 
 def _junit_cases(path: Path) -> list[dict]:

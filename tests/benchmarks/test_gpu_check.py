@@ -146,3 +146,19 @@ def test_watchdog_writes_the_report_and_ends_the_process_and_its_children(tmp_pa
         time.sleep(0.1)
     alive = psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     assert not alive
+
+
+def test_outcomes_of_a_killed_pytest_come_from_its_verbose_lines(monkeypatch):
+    """Without the XML (pytest killed at its timeout) the finished tests are read from the log."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("gpu_check_under_test", BENCH / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    log = ("tests/gpu/test_a.py::test_one PASSED                 [ 33%]\n"
+           "tests/gpu/test_b.py::test_two FAILED                 [ 66%]\n"
+           "tests/gpu/test_b.py::test_three SKIPPED (no CUDA)    [100%]\n"
+           "FAILED tests/gpu/test_b.py::test_two - AssertionError\n")
+    cases = module._logged_cases(log)
+    assert [(c["test"], c["outcome"]) for c in cases] == [
+        ("tests/gpu/test_a.py::test_one", "passed"), ("tests/gpu/test_b.py::test_two", "failed"),
+        ("tests/gpu/test_b.py::test_three", "skipped")]
