@@ -10,8 +10,9 @@ the next one runs; once the budget is spent the rest are recorded as skipped):
 ``throughput_eager``   tiles/s of TerraFM-B and -L, bf16 and fp32, batch 64..512, eager.
 ``host_to_device``     copy GB/s of a batch, and the model fed from host memory.
 ``end_to_end``         local Zarr cube -> ``embed()`` -> one-GPU LocalCluster, vs bare model.
-``throughput_compiled`` the same grid with the blocks through ``torch.compile`` (bf16).
 ``sdpa_backends``      tiles/s with each scaled-dot-product-attention backend forced.
+``throughput_compiled`` the same grid with the blocks through ``torch.compile`` (bf16): last,
+                       as the longest and the one the budget may cut.
 
 Usage (see docs/gpu.md for the device command)::
 
@@ -224,8 +225,8 @@ def _sections() -> list[tuple[str, Any, float]]:
         ("throughput_eager", lambda c, r: mb.throughput(c, r, "eager"), 5),
         ("host_to_device", mb.host_to_device, 3),
         ("end_to_end", e2e.end_to_end, 25),
-        ("throughput_compiled", lambda c, r: mb.throughput(c, r, "compiled"), 10),
         ("sdpa_backends", mb.sdpa_backends, 4),
+        ("throughput_compiled", lambda c, r: mb.throughput(c, r, "compiled"), 10),
     ]
 
 
