@@ -13,6 +13,22 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 TESTS_DIR = Path(__file__).parent
 REFERENCE_TSV = TESTS_DIR / "data" / "terrafm_state_dict.tsv"
 
+#: ``XTERRAFM_GPU_REHEARSAL=1`` runs the ``requires_cuda`` tests on the CPU with tiny sizes and
+#: CPU stand-ins (gloo for NCCL), so that their code is exercised before a GPU is lent
+#: (``benchmarks/gpu_check.py --cpu-rehearsal``).
+GPU_REHEARSAL = os.environ.get("XTERRAFM_GPU_REHEARSAL") == "1"
+
+
+def pytest_runtest_setup(item):
+    """Skip ``requires_cuda`` tests when torch sees no CUDA device (and no rehearsal is asked)."""
+    if item.get_closest_marker("requires_cuda") is None or GPU_REHEARSAL:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("requires_cuda: torch sees no CUDA device (XTERRAFM_GPU_REHEARSAL=1 "
+                    "rehearses these tests on the CPU)")
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():

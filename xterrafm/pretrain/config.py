@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from xterrafm._imports import import_gate
+from xterrafm.errors import UsageError
 
 try:  # Python >= 3.11
     import tomllib
@@ -105,6 +107,10 @@ class PretrainConfig:
             raise ValueError(f"sampling must be 'weighted' or 'uniform', got {self.sampling!r}")
         if not 0.0 <= self.center_lambda <= 1.0:
             raise ValueError(f"center_lambda must be in [0, 1], got {self.center_lambda}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?",
+                                                                 self.device):
+            raise UsageError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got "
+                             f"{self.device!r}")
         if self.amp not in ("auto", "bf16", "fp32"):
             raise ValueError(f"amp must be 'auto', 'bf16' or 'fp32', got {self.amp!r}")
         if self.koleo_weight < 0:

@@ -17,6 +17,7 @@ from pathlib import Path
 from xterrafm._imports import import_gate
 from xterrafm.data.dataset import TileDataset
 from xterrafm.data.views import MultiCropConfig
+from xterrafm.errors import UsageError
 from xterrafm.pretrain.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -87,14 +88,27 @@ class _Dist:
             dist.barrier()
 
 
+def _train_device(device_pref: str, local_rank: int, world: int) -> torch.device:
+    """The device of this process: ``"auto"``/``"cuda"`` -> ``cuda:<LOCAL_RANK>`` (CPU for
+    ``"auto"`` without CUDA), ``"cuda:N"`` -> that GPU (one process only), ``"cpu"``."""
+    if device_pref == "cpu" or (device_pref == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"device {device_pref!r} requested but CUDA is not available")
+    if device_pref in ("auto", "cuda"):
+        return torch.device(f"cuda:{local_rank}")
+    if world > 1:
+        raise UsageError(f"device {device_pref!r} names one GPU, but {world} processes would "
+                         "share it; use device='cuda' (each process takes cuda:<LOCAL_RANK>)")
+    return torch.device(device_pref)
+
+
 def _setup_distributed(device_pref: str) -> _Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and device_pref in ("auto", "cuda")
-    if device_pref.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device_pref!r} requested but CUDA is not available")
-    device = torch.device(f"cuda:{local_rank}") if use_cuda else torch.device("cpu")
+    device = _train_device(device_pref, local_rank, world)
+    use_cuda = device.type == "cuda"
     if use_cuda:
         torch.cuda.set_device(device)
     owns = False
