@@ -31,6 +31,7 @@ __all__ = [
     "StoreMismatchError",
     "UnsafeWeightsError",
     "UsageError",
+    "WeightsDownloadError",
     "WeightsError",
     "WeightsMismatchError",
     "XterrafmError",
@@ -70,6 +71,10 @@ class UnsafeWeightsError(WeightsError):
 
 class WeightsMismatchError(WeightsError):
     """Loaded weights are not the ones expected (names, shapes or SHA-256 differ)."""
+
+
+class WeightsDownloadError(WeightsError, RuntimeError):
+    """Published weights could not be fetched (offline and not cached, unreachable, truncated)."""
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -113,6 +118,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (StoreMismatchError, EXIT_STORE_MISMATCH),
     (ClusterError, EXIT_CLUSTER),
     (UsageError, EXIT_USAGE),
+    (WeightsDownloadError, EXIT_FAILURE),
     (WeightsError, EXIT_USAGE),
 )
 
