@@ -13,7 +13,6 @@ import contextlib
 import os
 import threading
 from collections.abc import Hashable, Mapping
-from pathlib import Path
 from typing import Any
 
 import dask
@@ -105,20 +104,23 @@ def as_band_cube(obj: xr.DataArray | xr.Dataset, modality: str | None = None
     return cube.transpose("time", "band", "y", "x"), modality
 
 
-def _weights_arg(weights: Any) -> str | None:
+def _weights_arg(weights: Any, model: str | None = None) -> str | None:
     if weights is None:
         return None
     if isinstance(weights, Mapping):
         raise TypeError("embed() needs weights every worker can load: a file path (or 'hf'), "
                         "not an in-memory state_dict; write it with xterrafm.convert_weights")
-    text = str(weights)
-    if text.strip().lower() in {"hf", "huggingface"}:
-        return "hf"
-    return str(Path(text).expanduser().resolve())
+    from xterrafm.hub import resolve_weights_for_cluster  # "hf" -> checked local file, once
+
+    return resolve_weights_for_cluster(weights, model)
 
 
 def weights_stamp(weights: Any) -> tuple[int, int] | None:
     """``(size in bytes, mtime in ns)`` of a weights file; None for random init and ``"hf"``."""
+    from xterrafm.hub import is_hub_request
+
+    if is_hub_request(weights):  # each worker hashes the hub's file (xterrafm.hub)
+        return None
     wpath = _weights_arg(weights)
     if wpath in (None, "hf"):
         return None
@@ -150,7 +152,7 @@ def describe_model(model: str = "terrafm-b", weights: Any = None, seed: int = 0
     from xterrafm.models import get_config
 
     cfg = get_config(model)
-    wpath = _weights_arg(weights)
+    wpath = _weights_arg(weights, cfg.name)
     key = (cfg.name, wpath, seed, weights_stamp(weights))
     with _DESCRIBE_LOCK:
         if key not in _DESCRIBED:
@@ -160,9 +162,11 @@ def describe_model(model: str = "terrafm-b", weights: Any = None, seed: int = 0
                 m = load_model(cfg.name, wpath, seed=seed)
                 _DESCRIBED[key] = (m.weights_sha256, str(m.weights_source), int(m.embed_dim))
             else:
+                from xterrafm.hub import describe_source
                 from xterrafm.weights import read_weights, state_dict_sha256
 
-                _DESCRIBED[key] = (state_dict_sha256(read_weights(wpath)), wpath, cfg.embed_dim)
+                _DESCRIBED[key] = (state_dict_sha256(read_weights(wpath)), describe_source(wpath),
+                                   cfg.embed_dim)
         return _DESCRIBED[key]
 
 
@@ -286,7 +290,7 @@ def embed(cube: xr.DataArray | xr.Dataset, model: str = "terrafm-b", weights: An
     sha, source, dim = describe_model(model, weights, seed)
     from xterrafm.models import get_config
 
-    spec = ModelSpec(model=get_config(model).name, weights=_weights_arg(weights),
+    spec = ModelSpec(model=get_config(model).name, weights=_weights_arg(weights, model),
                      weights_sha256=sha, modality=modality, normalize=normalize, seed=int(seed),
                      device=device, precision=precision, batch_size=batch_size,
                      torch_threads=torch_threads, weights_stamp=weights_stamp(weights))

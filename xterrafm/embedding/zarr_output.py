@@ -612,7 +612,7 @@ def _model_spec(emb: xr.DataArray, embed_kwargs: dict) -> ModelSpec:
 
     a = emb.attrs
     weights = embed_kwargs.get("weights")
-    return ModelSpec(model=a["model"], weights=_weights_arg(weights),
+    return ModelSpec(model=a["model"], weights=_weights_arg(weights, a["model"]),
                      weights_sha256=a["weights_sha256"], modality=a["modality"],
                      seed=int(a["seed"]), device=a["device"], precision=a["precision"],
                      weights_stamp=weights_stamp(weights))
