@@ -178,6 +178,24 @@ def test_a_cached_file_changed_on_disk_is_refused(loopback_hub, hub_env, tiny_fi
         load_model("terrafm-tiny", weights=path)
 
 
+def test_a_snapshot_path_from_another_machine_is_fetched_at_its_commit(
+        loopback_hub, tmp_path, tiny_files, set_pins, monkeypatch):
+    """What a worker does with a client's cache path its file system lacks."""
+    first = loopback_hub.publish(REPO, {TINY: tiny_files["pth"]})
+    loopback_hub.publish(REPO, {TINY: tiny_files["pth_b"]})  # main has moved on
+    set_pins(**{"terrafm-tiny": {"repo_id": REPO, "filename": TINY}})
+    elsewhere = (tmp_path / "client-machine" / "models--MBZUAI--TerraFM" / "snapshots" / first
+                 / TINY)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "worker-machine"))
+    model = load_quietly("terrafm-tiny", weights=elsewhere)
+    assert_weights(model, tiny_files["pth"])  # that commit's file, not main's
+    assert [r.path for r in loopback_hub.requests if r.origin == "hub"] == [
+        f"/{REPO}/resolve/{first}/{TINY}"]
+    assert hub.stats()["fetched_elsewhere"] == 1
+    assert (tmp_path / "worker-machine" / "models--MBZUAI--TerraFM" / "snapshots" / first
+            / TINY).exists()
+
+
 class _Exploit:
     def __init__(self, target: str) -> None:
         self.target = target
