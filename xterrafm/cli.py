@@ -296,7 +296,7 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 def _mount_optional_subcommands(subparsers: argparse._SubParsersAction) -> None:
     """Mount subcommands that other packages provide (``add_<name>_subparser``)."""
-    for name, modules in {"eval": ("xterrafm.eval.cli",)}.items():
+    for name, modules in {"eval": ("xterrafm.eval.cli",), "validate": ("xterrafm.eval.validate_cli",)}.items():
         for module_name in modules:
             try:
                 module = importlib.import_module(module_name)
