@@ -82,7 +82,7 @@ def test_eurosat_s1_linear_probe_and_knn(tmp_path, tiny_weights_file, capsys):
     assert "87.8" in rows["linear"] and rows["knn"][-3:] == ["no", "published", "figure"]
     assert _score(rows["linear"]) > 90 and _score(rows["knn"]) > 90
     assert "modality s1" in out and "Copernicus-Bench" in out
-    assert code == 1 and "  - protocol: Copernicus-Bench trains" in out
+    assert code == 1 and "  - protocol: Copernicus-Bench's reference code trains" in out
     assert "input units" not in out  # dB files read as dB: nothing to say about units
 
 
