@@ -88,7 +88,7 @@ def add_validate_subparser(subparsers: argparse._SubParsersAction) -> argparse.A
                      help="resize images to PX x PX after normalisation; 0: native size")
     inp.add_argument("--scale", type=float, default=1e-4,
                      help="GEO-Bench value x scale + offset = reflectance")
-    inp.add_argument("--offset", type=float, default=0.0)
+    inp.add_argument("--offset", type=float, default=0.0, help="see --scale")
     inp.add_argument("--s1-units", choices=("db", "linear"), default="db",
                      help="units of the EuroSAT-S1 files")
     inp.add_argument("--partition", default="default",
