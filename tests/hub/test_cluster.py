@@ -107,6 +107,21 @@ def test_many_workers_one_download_and_a_hash_check_in_each(hub_cluster, tiny_fi
     np.testing.assert_allclose(got.values, local.values, atol=1e-5)
 
 
+def test_a_batch_job_store_with_hf_weights_needs_no_further_transfer(hub_cluster, tmp_path):
+    from xterrafm.embedding import embed_to_zarr
+
+    server, client = hub_cluster["server"], hub_cluster["client"]
+    client.run(runtime.clear_cache)
+    before = len(server.gets("cdn"))
+    summary = embed_to_zarr(_cube(), str(tmp_path / "e.zarr"), client=client,
+                            model="terrafm-tiny", weights="hf", tile=32, block_cells=1,
+                            progress=False)
+    assert summary.complete
+    assert len(server.gets("cdn")) == before  # the client's checked copy served the job
+    # the job's preload and its blocks used one and the same model spec in each worker
+    assert all(s.get("models_built", 0) == 1 for s in client.run(runtime.stats).values())
+
+
 def test_workers_that_download_themselves_share_one_transfer(hub_cluster):
     server, client = hub_cluster["server"], hub_cluster["client"]
     before = len(server.gets("cdn"))
