@@ -1,33 +1,22 @@
 """The published TerraFM weights on the Hugging Face Hub: where they are, how they are fetched and
 checked, and how one download serves every Dask worker.
 
-* :data:`PUBLISHED` pins each variant with published weights to a repository, a file, and, once
-  known, a revision (commit) and the file's SHA-256. :func:`published_weights` returns the pin
-  after applying the ``XTERRAFM_PUBLISHED_WEIGHTS`` override (JSON text, or the path of a JSON
-  file: ``{"terrafm-b": {"revision": "<commit>", "sha256": "<hex>"}}``; fields are
-  ``repo_id``, ``filename``, ``revision``, ``sha256``; new variants may be added). The override
-  is read on every call, in every process, so Dask workers started from the same environment
-  see it too.
-* :func:`download_published_weights` fetches the pinned file with ``huggingface_hub`` (through
-  ``HF_ENDPOINT`` and ``HF_HUB_CACHE`` as set when it is called; ``HF_HUB_OFFLINE`` for the
-  cache only) and checks it with :func:`check_hub_file`.
-* :func:`check_hub_file` checks a file of a Hugging Face cache (``.../models--owner--name/
-  snapshots/<commit>/<file>``): its SHA-256 must equal the name of the blob it points to (the
-  hub stores large files under their SHA-256) and the pin, when the pin has one; the commit in
-  its path must equal a pinned commit. :func:`xterrafm.weights.read_weights` calls it for every
-  such file, so each process that loads the weights (each Dask worker) checks them. A snapshot
-  path that does not exist in this process's file system (a worker on another machine) is
-  fetched at exactly that commit into this machine's cache first.
-* :func:`resolve_weights_for_cluster` turns ``weights="hf"`` into the local path of the checked
-  file on the client, before a graph is built: workers receive a path, never ``"hf"``, so a
-  cluster downloads the file once (once per machine when workers do not share the client's
-  file system).
-
-The published pin holds no revision and no SHA-256 yet: neither is recorded in the reference
-material this package was built from (see ``docs/weights.md``). Until they are filled in, a
-download is checked against the SHA-256 the hub declares for it (its ETag), which refuses a
-truncated or corrupted transfer but trusts the hub for which file it serves; set
-``XTERRAFM_PUBLISHED_WEIGHTS`` to pin a file you have verified.
+* :data:`PUBLISHED` pins each variant to a repository, a file and, once known, a revision and
+  the file's SHA-256 (not known yet for TerraFM-B, so None, not guessed: docs/weights.md).
+  :func:`published_weights` applies the ``XTERRAFM_PUBLISHED_WEIGHTS`` override (JSON text or
+  a JSON file path: ``{"terrafm-b": {"revision": "<commit>", "sha256": "<hex>"}}``; fields
+  ``repo_id``, ``filename``, ``revision``, ``sha256``; new variants allowed), read on every
+  call in every process, so Dask workers started in the same environment see it too.
+* :func:`download_published_weights` fetches the pinned file with ``huggingface_hub``
+  (``HF_ENDPOINT``, ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE`` read when called) and checks it.
+* :func:`check_hub_file` checks a Hugging Face cache file (``.../models--owner--name/
+  snapshots/<commit>/<file>``): its SHA-256 must equal the blob's name (the SHA-256 the hub
+  declared for it) and the pin's, its commit a pinned commit. :func:`xterrafm.weights.
+  read_weights` calls it for every such file, so every process (each Dask worker) checks what
+  it loads; a snapshot path missing from this file system is first fetched at its commit.
+* :func:`resolve_weights_for_cluster` turns ``"hf"`` into the checked file's path on the
+  client, before a graph is built: workers get a path, so a cluster downloads once (once per
+  machine when workers do not share the client's file system).
 """
 
 from __future__ import annotations
@@ -100,13 +89,9 @@ class PublishedWeights:
     revision: str | None = None
     sha256: str | None = None
 
-    def describe(self) -> str:
-        """``repo_id@revision/filename`` (``main`` when unpinned)."""
-        return f"{self.repo_id}@{self.revision or 'main'}/{self.filename}"
 
-
-#: The published files. Revision and SHA-256 of TerraFM-B.pth are not recorded in the reference
-#: material: they are None (unpinned) rather than guessed; see the module docstring.
+#: The published files. TerraFM-B.pth's revision and SHA-256 are not in the reference material:
+#: None (unpinned), not guessed.
 PUBLISHED: dict[str, PublishedWeights] = {
     "terrafm-b": PublishedWeights("terrafm-b", "MBZUAI/TerraFM", "TerraFM-B.pth"),
 }
@@ -199,7 +184,6 @@ def _pins_for(repo_id: str, filename: str) -> list[PublishedWeights]:
 class HubCachePath:
     """A file of a Hugging Face cache: ``<cache>/models--owner--name/snapshots/<commit>/<file>``."""
 
-    cache_dir: Path
     repo_id: str
     commit: str
     filename: str
@@ -221,8 +205,7 @@ def parse_hub_cache_path(path: str | os.PathLike) -> HubCachePath | None:
             repo = parts[i - 1][len("models--"):].split("--")
             if len(repo) != 2 or not all(repo):
                 return None
-            return HubCachePath(cache_dir=Path(*parts[: i - 1]), repo_id="/".join(repo),
-                                commit=parts[i + 1], filename="/".join(parts[i + 2:]))
+            return HubCachePath("/".join(repo), parts[i + 1], "/".join(parts[i + 2:]))
     return None
 
 
@@ -463,19 +446,46 @@ def resolve_weights_for_cluster(weights: Any, model: str | None = None) -> str |
             known = _RESOLVED.get(key)
         if known is not None and os.path.exists(known):
             return known
-        path = os.fspath(download_published_weights(pin.variant))
+        path = download_published_weights(pin.variant)
+        _check_layout(path, pin.variant)
         with _LOCK:
-            _RESOLVED[key] = path
-        return path
+            _RESOLVED[key] = os.fspath(path)
+        return os.fspath(path)
     p = Path(os.fspath(weights)).expanduser()
     if parse_hub_cache_path(p) is not None:
         return os.path.abspath(p)
     return str(p.resolve())
 
 
+def _check_layout(path: Path, variant: str) -> None:
+    """Refuse, before any graph exists, a file whose keys or shapes do not fit ``variant``
+    (names and shapes only: safetensors headers or a memory-mapped ``weights_only`` load;
+    anything unusual goes through :func:`xterrafm.weights.read_weights` and its errors)."""
+    import torch
+
+    from xterrafm.models import TerraFM, get_config
+    from xterrafm.weights import canonical_state_dict, check_state_dict, read_weights
+
+    obj: Any = None
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(os.fspath(path), framework="pt") as f:
+            obj = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - legacy format or unsafe: read_weights says which
+            obj = None
+    sd = canonical_state_dict(obj) if obj is not None else read_weights(path)
+    with torch.device("meta"):
+        skeleton = TerraFM(get_config(variant))
+    check_state_dict(skeleton, sd)
+
+
 def stats() -> dict[str, Any]:
-    """This process's counters: ``hub_calls`` (hf_hub_download calls), ``file_checks``,
-    ``files_hashed``, ``bytes_hashed``, ``fetched_elsewhere``; and the pid."""
+    """This process's counters (``hub_calls``, ``file_checks``, ``files_hashed``,
+    ``bytes_hashed``, ``fetched_elsewhere``) and pid."""
     with _LOCK:
         out: dict[str, Any] = dict(_STATS)
     out["pid"] = os.getpid()

@@ -20,6 +20,7 @@ from xterrafm.errors import (
     UnsafeWeightsError,
     UsageError,
     WeightsDownloadError,
+    WeightsError,
     WeightsMismatchError,
 )
 from xterrafm.weights import load_model
@@ -234,6 +235,20 @@ def test_hub_errors_name_the_repository_and_say_what_to_do(loopback_hub, tiny_fi
     set_pins(**{"terrafm-tiny": {"repo_id": REPO, "filename": TINY, "revision": "v9"}})
     with pytest.raises(WeightsDownloadError, match="RevisionNotFound"):
         load_model("terrafm-tiny", weights="hf")
+
+
+def test_a_cluster_is_told_before_any_graph_when_the_file_does_not_fit(
+        loopback_hub, tiny_files):
+    from xterrafm.embedding.api import describe_model
+
+    # tiny weights under the published name: refused for terrafm-b when "hf" is resolved
+    loopback_hub.publish(REPO, {"TerraFM-B.pth": tiny_files["pth"]})
+    with pytest.raises(WeightsMismatchError, match="terrafm-b"):
+        hub.resolve_weights_for_cluster("hf", "terrafm-b")
+    with pytest.raises(WeightsMismatchError, match="shape mismatches"):
+        describe_model("terrafm-b", "hf")
+    with pytest.raises(WeightsError, match="no published weights for 'terrafm-tiny'"):
+        hub.resolve_weights_for_cluster("hf", "terrafm-tiny")
 
 
 def test_the_published_vit_b_layout_loads_through_the_hub(loopback_hub, tmp_path, layout_b):
