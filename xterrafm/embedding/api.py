@@ -146,7 +146,8 @@ def describe_model(model: str = "terrafm-b", weights: Any = None, seed: int = 0
     sha256 : str
         Same value as ``load_model(model, weights, seed=seed).weights_sha256``.
     source : str
-        ``"random-init(seed=0)"``, ``"hf"`` or the resolved file path.
+        ``"random-init(seed=0)"``, ``hf://owner/name@commit/file`` for a Hugging Face cache
+        file (``"hf"`` resolves to one), or the resolved file path.
     embed_dim : int
     """
     from xterrafm.models import get_config
