@@ -25,6 +25,8 @@ from xterrafm.embedding import embed, runtime  # noqa: E402
 from xterrafm.embedding.spec import ModelSpec  # noqa: E402
 from xterrafm.errors import WeightsMismatchError  # noqa: E402
 
+pytestmark = pytest.mark.requires_network_loopback  # a hub on 127.0.0.1
+
 REPO = "MBZUAI/TerraFM"
 TINY = "TerraFM-tiny.pth"
 

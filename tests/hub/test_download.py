@@ -25,6 +25,8 @@ from xterrafm.errors import (
 )
 from xterrafm.weights import load_model
 
+pytestmark = pytest.mark.requires_network_loopback  # a hub on 127.0.0.1
+
 REPO = "MBZUAI/TerraFM"
 TINY = "TerraFM-tiny.pth"
 
