@@ -6,27 +6,19 @@ single-label tasks report top-1 accuracy, multi-label tasks (m-bigearthnet) micr
 binary kNN per class. ``--train-fraction 0.01`` gives the paper's 1 % training-data setting
 (a seeded, stratified subsample of the training split).
 
-Expected layout of a GEO-Bench classification task (as downloaded from GEO-Bench)::
+Expected layout of a GEO-Bench classification task (as downloaded from GEO-Bench; read by
+:mod:`xterrafm.eval.geobench`)::
 
     <task dir>/                      e.g. classification_v1.0/m-eurosat
         default_partition.json       {"train": [names], "valid": [...], "test": [...]}
         <name>.hdf5                  one file per sample, one dataset per band,
                                      named like "02 - Blue", "08A - Vegetation Red Edge"
-        labels.json                  {"<name>": label} — see below
+        labels.json                  optional: {"<name>": label}
 
-GEO-Bench keeps classification labels inside a pickled attribute of each HDF5 file. xterrafm
-never unpickles files, so this script reads labels from ``labels.json`` (a class index per
-sample, or a list of 0/1 for multi-label tasks). Write it once, in an environment where you
-trust the ``geobench`` package to unpickle its own files::
-
-    import json, numpy as np, geobench
-    task = next(t for t in geobench.task_iterator("classification_v1.0")
-                if t.dataset_name == "m-eurosat")
-    labels = {}
-    for split in ("train", "valid", "test"):
-        for sample in task.get_dataset(split=split):
-            labels[sample.sample_name] = np.asarray(sample.label).tolist()
-    json.dump(labels, open("<task dir>/labels.json", "w"))
+GEO-Bench keeps classification labels inside a pickled attribute of each HDF5 file.
+xterrafm reads the label from it without unpickling (no class or function the pickle names is
+ever looked up, so nothing in the file can run); a ``labels.json`` (a class index per sample,
+or a list of 0/1 for multi-label tasks) takes precedence when present.
 
 Reading the HDF5 bands needs ``h5py`` (``pip install h5py``). Sentinel-2 bands are matched
 by their number (B10 is dropped); values are converted with ``--scale``/``--offset`` to
@@ -46,15 +38,14 @@ checkerboard, with random-init or the given weights.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from xterrafm.bands import get_modality
-from xterrafm.eval import embed_images, knn, knn_f1, spatial_block_split
+from xterrafm.errors import InputError
+from xterrafm.eval import embed_images, geobench, knn, knn_f1, spatial_block_split
 from xterrafm.eval.metrics import accuracy
 from xterrafm.eval.splits import subsample_training_set
 from xterrafm.weights import load_model
@@ -62,41 +53,23 @@ from xterrafm.weights import load_model
 
 def geobench_band_prefix(band: str) -> str:
     """GEO-Bench's dataset-name prefix of a TerraFM Sentinel-2 band: B8A -> "08A", B02 -> "02"."""
-    return band[1:].zfill(2) if band != "B8A" else "08A"
+    return geobench.band_prefix(band)
 
 
 def read_geobench_sample(path: Path, modality: str, scale: float, offset: float) -> np.ndarray:
     """Bands of one GEO-Bench HDF5 sample in TerraFM order, physical units, (C, H, W) float32."""
     try:
-        import h5py
-    except ImportError as err:  # pragma: no cover - depends on the user's install
-        raise SystemExit("reading GEO-Bench needs h5py: pip install h5py") from err
-    if not modality.startswith("s2"):
-        raise SystemExit("GEO-Bench classification tasks hold Sentinel-2 bands: use s2_l1c/s2_l2a")
-    with h5py.File(path, "r") as f:
-        by_prefix = {name.split(" - ")[0]: name for name in f.keys()}
-        bands = []
-        for band in get_modality(modality).band_names:
-            key = by_prefix.get(geobench_band_prefix(band))
-            if key is None:
-                raise SystemExit(f"{path}: no dataset for band {band} (have {sorted(f.keys())})")
-            bands.append(np.asarray(f[key], dtype=np.float32))
-    return np.stack(bands) * np.float32(scale) + np.float32(offset)
+        return geobench.read_sample(path, modality, scale, offset)
+    except InputError as err:
+        raise SystemExit(str(err)) from None
 
 
 def load_geobench_split(task_dir: Path, split: str, partition: str) -> tuple[list[str], list]:
     """Sample names and labels of one split of a GEO-Bench task."""
-    part_file = task_dir / f"{partition}_partition.json"
-    labels_file = task_dir / "labels.json"
-    for f in (part_file, labels_file):
-        if not f.exists():
-            raise SystemExit(f"{f} not found (see the layout in this script's docstring)")
-    names = json.loads(part_file.read_text())[split]
-    labels = json.loads(labels_file.read_text())
-    missing = [n for n in names if n not in labels]
-    if missing:
-        raise SystemExit(f"labels.json lacks {len(missing)} samples, e.g. {missing[:3]}")
-    return names, [labels[n] for n in names]
+    try:
+        return geobench.load_split(task_dir, split, partition)
+    except InputError as err:
+        raise SystemExit(str(err)) from None
 
 
 def geobench_protocol(args, model) -> str:

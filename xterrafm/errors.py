@@ -32,6 +32,7 @@ __all__ = [
     "StoreMismatchError",
     "UnsafeWeightsError",
     "UsageError",
+    "WeightsDownloadError",
     "WeightsError",
     "WeightsMismatchError",
     "WeightsNotFoundError",
@@ -77,6 +78,10 @@ class UnsafeWeightsError(WeightsError):
 
 class WeightsMismatchError(WeightsError):
     """Loaded weights are not the ones expected (names, shapes or SHA-256 differ)."""
+
+
+class WeightsDownloadError(WeightsError, RuntimeError):
+    """Published weights could not be fetched (offline and not cached, unreachable, truncated)."""
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -128,6 +133,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (StoreMismatchError, EXIT_STORE_MISMATCH),
     (ClusterError, EXIT_CLUSTER),
     (UsageError, EXIT_USAGE),
+    (WeightsDownloadError, EXIT_FAILURE),
     (WeightsError, EXIT_USAGE),
 )
 

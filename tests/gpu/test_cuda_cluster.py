@@ -20,8 +20,9 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_model_tasks_ask_for_the_gpu_and_run_there(target, make_s2_cube, tmp_path):
     from distributed import Client, LocalCluster
 
-    from xterrafm.embedding import compute, embed, embed_to_zarr, runtime
+    from xterrafm.embedding import compute, embed, runtime
     from xterrafm.embedding.scheduling import gpu_resources
+    from xterrafm.store import embed_to_zarr
 
     tile = target.tile
     cube = make_s2_cube(2 * tile, n_dates=1, chunks=tile)

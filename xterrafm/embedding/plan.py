@@ -28,6 +28,7 @@ from xterrafm.embedding.settings import EmbedSettings
 from xterrafm.embedding.spec import ModelSpec
 from xterrafm.embedding.windows import AxisWindows, output_geobox
 from xterrafm.errors import UsageError, WeightsNotFoundError
+from xterrafm.hub import describe_source, is_hub_request, resolve_weights_for_cluster
 from xterrafm.models.config import get_config
 
 with import_gate():
@@ -53,14 +54,15 @@ def check_weights_path(weights: str | None) -> str | None:
     WeightsNotFoundError
         No file at that path (checked here, before any data is read).
     """
-    if weights in (None, "hf"):
+    if weights is None or is_hub_request(weights):
         return weights
-    path = Path(weights).expanduser().resolve()
+    path = Path(weights).expanduser()
     if not path.is_file():
-        raise WeightsNotFoundError(f"no weights file at {str(weights)!r} (resolved to {path}); pass a "
-                           "'.safetensors' or '.pth' file, 'hf' for the published checkpoint, "
-                           "or nothing for random weights")
-    return str(path)
+        raise WeightsNotFoundError(
+            f"no weights file at {str(weights)!r} (resolved to {path.resolve()}); pass a "
+            "'.safetensors' or '.pth' file, 'hf' for the published checkpoint, or nothing for "
+            "random weights")
+    return resolve_weights_for_cluster(str(path))
 
 
 def weights_stamp(path: str | None) -> tuple[int, int] | None:
@@ -96,7 +98,8 @@ def describe_model(model: str, weights: str | None, seed: int,
     model : str
         Variant name.
     weights : str or None
-        Absolute path of a weights file, ``"hf"``, or None (seeded random initialisation).
+        Absolute path of a weights file (a Hugging Face cache file for ``"hf"``), or None
+        (seeded random initialisation).
     seed : int
         Seed of the random initialisation.
     stamp : (int, int), optional
@@ -107,14 +110,15 @@ def describe_model(model: str, weights: str | None, seed: int,
     sha256 : str
         The value ``load_model(model, weights, seed=seed).weights_sha256`` has.
     source : str
-        ``"random-init(seed=0)"``, ``"hf"`` or the file path.
+        ``"random-init(seed=0)"``, ``hf://owner/name@commit/file`` for a Hugging Face cache
+        file, or the file path.
     embed_dim : int
     """
     cfg = get_config(model)
     key = (cfg.name, weights, int(seed), stamp)
     with _DESCRIBE_LOCK:
         if key not in _DESCRIBED:
-            if weights is None or weights == "hf":
+            if weights is None:
                 from xterrafm.weights import load_model
 
                 m = load_model(cfg.name, weights, seed=seed)
@@ -122,8 +126,8 @@ def describe_model(model: str, weights: str | None, seed: int,
             else:
                 from xterrafm.weights import read_weights, state_dict_sha256
 
-                _DESCRIBED[key] = (state_dict_sha256(read_weights(weights)), weights,
-                                   cfg.embed_dim)
+                _DESCRIBED[key] = (state_dict_sha256(read_weights(weights)),
+                                   describe_source(weights), cfg.embed_dim)
         return _DESCRIBED[key]
 
 
@@ -262,8 +266,11 @@ def make_plan(settings: EmbedSettings, *, modality: str, geobox: GeoBox,
         No weights file at the given path.
     """
     weights = check_weights_path(settings.weights)
+    hub = is_hub_request(weights)
+    if hub:  # the client fetches and checks the file once; tasks carry its local path
+        weights = resolve_weights_for_cluster(weights, settings.model)
     _check_device(settings.device, client)
-    stamp = weights_stamp(weights)
+    stamp = None if hub else weights_stamp(weights)  # workers hash a hub file themselves
     ny, nx = geobox.shape
     try:
         y_ax = AxisWindows(int(ny), settings.tile, settings.step, settings.level)

@@ -5,7 +5,10 @@ Modules: :mod:`~xterrafm.eval.knn_probe` (weighted cosine kNN), :mod:`~xterrafm.
 :mod:`~xterrafm.eval.metrics`, :mod:`~xterrafm.eval.splits` (training fractions, spatial
 splits), :mod:`~xterrafm.eval.inputs` (embedding cubes + label rasters → samples),
 :mod:`~xterrafm.eval.chips` (labelled GeoTIFF chips), :mod:`~xterrafm.eval.report` and
-:mod:`~xterrafm.eval.cli` (``python -m xterrafm eval``).
+:mod:`~xterrafm.eval.cli` (``python -m xterrafm eval``); benchmark readers
+:mod:`~xterrafm.eval.geobench` (GEO-Bench HDF5 tasks) and :mod:`~xterrafm.eval.copernicus_bench`
+(EuroSAT-S1), and :mod:`~xterrafm.eval.validate` / :mod:`~xterrafm.eval.validate_cli`
+(``python -m xterrafm validate``: the paper's figures reproduced).
 """
 
 from __future__ import annotations
