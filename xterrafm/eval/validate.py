@@ -268,7 +268,7 @@ def run_validation(settings: ValidationSettings, model: Any = None) -> Validatio
         Rows per probe and training fraction, with hints when a row is not consistent.
     """
     from xterrafm.eval.chips import embed_images
-    from xterrafm.eval.knn import knn
+    from xterrafm.eval.knn_probe import knn
     from xterrafm.eval.linear import fit_linear_probe
     from xterrafm.eval.metrics import accuracy
     from xterrafm.eval.splits import subsample_training_set
