@@ -301,6 +301,11 @@ def configure_logging(verbose: int, quiet: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # warnings (e.g. random weights) are logged like the rest, once each
+    logging.captureWarnings(True)
+    shown = logging.getLogger("py.warnings")
+    shown.handlers[:] = [handler]
+    shown.propagate = False
     # distributed is chatty (and warns about routine worker shutdowns): errors only unless -v.
     distributed_level = {0: logging.ERROR, 1: logging.WARNING}.get(verbose, logging.DEBUG)
     logging.getLogger("distributed").setLevel(distributed_level)

@@ -26,6 +26,7 @@ __all__ = [
     "ClusterError",
     "EmbedJobError",
     "InputError",
+    "RandomWeightsWarning",
     "NotAStoreError",
     "SourceError",
     "StoreError",
@@ -38,6 +39,7 @@ __all__ = [
     "WeightsNotFoundError",
     "WorkersLostError",
     "XterrafmError",
+    "XterrafmWarning",
     "exit_code",
 ]
 
@@ -117,6 +119,15 @@ class EmbedJobError(XterrafmError, RuntimeError):
     def __init__(self, message: str, summary: object | None = None) -> None:
         super().__init__(message)
         self.summary = summary
+
+
+# -- warnings --------------------------------------------------------------------------------
+class XterrafmWarning(UserWarning):
+    """Root of the warnings xterrafm gives."""
+
+
+class RandomWeightsWarning(XterrafmWarning):
+    """Embeddings are made with randomly initialised weights (meaningless but for tests)."""
 
 
 # -- exit codes of the command line ----------------------------------------------------------

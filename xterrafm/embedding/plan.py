@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,21 +28,29 @@ from xterrafm.embedding.scheduling import gpu_resources
 from xterrafm.embedding.settings import EmbedSettings
 from xterrafm.embedding.spec import ModelSpec
 from xterrafm.embedding.windows import AxisWindows, output_geobox
-from xterrafm.errors import UsageError, WeightsNotFoundError
+from xterrafm.errors import RandomWeightsWarning, UsageError, WeightsNotFoundError
 from xterrafm.hub import describe_source, is_hub_request, resolve_weights_for_cluster
 from xterrafm.models.config import get_config
 
 with import_gate():
     from odc.geo.geobox import GeoBox
 
-__all__ = ["FILL_NOTE", "EmbedPlan", "check_weights_path", "describe_model", "make_plan",
-           "weights_stamp"]
+__all__ = ["FILL_NOTE", "RANDOM_WEIGHTS_NOTE", "EmbedPlan", "check_weights_path", "describe_model",
+           "make_plan", "weights_stamp"]
 
 #: How inputs are filled and masked, recorded with every output.
 FILL_NOTE = ("invalid pixels (NaN in any band after normalisation, or outside the scene) are "
              "filled with 0, the normalised mean, before the model; windows/patches whose "
              "valid fraction is below min_valid are NaN")
 
+#: What users are told when no weights are given.
+RANDOM_WEIGHTS_NOTE = (
+    "no weights given: embedding with randomly initialised TerraFM weights (seeded, the same in "
+    "every process), which are meaningless except for tests. For real embeddings pass "
+    "weights='hf' (--weights hf: the published TerraFM-B checkpoint from the Hugging Face hub) "
+    "or a local TerraFM-B.pth / .safetensors file; see docs/weights.md")
+
+_RANDOM_WEIGHTS_SAID: list[bool] = []
 _DESCRIBE_LOCK = threading.Lock()
 _DESCRIBED: dict[tuple, tuple[str, str, int]] = {}
 
@@ -266,6 +275,9 @@ def make_plan(settings: EmbedSettings, *, modality: str, geobox: GeoBox,
         No weights file at the given path.
     """
     weights = check_weights_path(settings.weights)
+    if weights is None and not _RANDOM_WEIGHTS_SAID:
+        _RANDOM_WEIGHTS_SAID.append(True)  # once per process, however many plans
+        warnings.warn(RANDOM_WEIGHTS_NOTE, RandomWeightsWarning, stacklevel=4)
     hub = is_hub_request(weights)
     if hub:  # the client fetches and checks the file once; tasks carry its local path
         weights = resolve_weights_for_cluster(weights, settings.model)

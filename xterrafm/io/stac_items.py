@@ -209,10 +209,10 @@ def _items_from_href(href: str, bbox: Any, datetime: Any, collections: Any,
             return [(it, it.get_self_href()) for it in items], True
         cat = pystac.read_file(href, stac_io=stac_io)
         if not isinstance(cat, pystac.Catalog):
-            raise ValueError(f"{href!r} is not a STAC catalog or collection")
+            raise InputError(f"{href!r} is not a STAC catalog or collection")
         items = list(cat.get_items(recursive=True))
         return [(it, it.get_self_href()) for it in items], False
-    raise ValueError(
+    raise InputError(
         f"{href!r} is not a STAC Item, ItemCollection, Catalog or Collection (type={kind!r})"
     )
 
@@ -274,7 +274,7 @@ def resolve_items(
     if not filtered:
         pairs = _filter_items(pairs, bbox, datetime, collections)
     if not pairs:
-        raise ValueError(
+        raise InputError(
             f"no STAC items found in {source!r} for bbox={bbox}, datetime={datetime}, "
             f"collections={collections}"
         )
