@@ -1,12 +1,8 @@
 """The published TerraFM weights on the Hugging Face Hub: where they are, how they are fetched and
 checked, and how one download serves every Dask worker.
 
-* :data:`PUBLISHED` pins each variant to a repository, a file and, once known, a revision and
-  the file's SHA-256 (not known yet for TerraFM-B, so None, not guessed: docs/weights.md).
-  :func:`published_weights` applies the ``XTERRAFM_PUBLISHED_WEIGHTS`` override (JSON text or
-  a JSON file path: ``{"terrafm-b": {"revision": "<commit>", "sha256": "<hex>"}}``; fields
-  ``repo_id``, ``filename``, ``revision``, ``sha256``; new variants allowed), read on every
-  call in every process, so Dask workers started in the same environment see it too.
+* :mod:`xterrafm.hub_pins` pins each variant to a repository, a file and, once known, a
+  revision and the file's SHA-256.
 * :func:`download_published_weights` fetches the pinned file with ``huggingface_hub``
   (``HF_ENDPOINT``, ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE`` read when called) and checks it.
 * :func:`check_hub_file` checks a Hugging Face cache file (``.../models--owner--name/
@@ -22,18 +18,26 @@ checked, and how one download serves every Dask worker.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from xterrafm._imports import import_gate
-from xterrafm.errors import UsageError, WeightsDownloadError, WeightsError, WeightsMismatchError
+from xterrafm.errors import WeightsDownloadError, WeightsMismatchError
+from xterrafm.hub_pins import (
+    DEFAULT_VARIANT,
+    OVERRIDE_ENV,
+    PUBLISHED,
+    PublishedWeights,
+    checked_pin,
+    pins_for,
+    published_weights,
+)
 
 __all__ = [
     "DEFAULT_VARIANT",
@@ -53,49 +57,11 @@ __all__ = [
     "stats",
 ]
 
-#: Environment variable holding pin overrides (JSON text or the path of a JSON file).
-OVERRIDE_ENV = "XTERRAFM_PUBLISHED_WEIGHTS"
-#: Variant that ``weights="hf"`` means when no model is named.
-DEFAULT_VARIANT = "terrafm-b"
 _HUB_NAMES = {"hf", "huggingface"}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _CHUNK = 8 << 20
 
-
-@dataclass(frozen=True)
-class PublishedWeights:
-    """Where one variant's published weights are, and what they must hash to.
-
-    Attributes
-    ----------
-    variant : str
-        Model variant the file fits (``"terrafm-b"``).
-    repo_id : str
-        Hugging Face model repository (``"owner/name"``).
-    filename : str
-        File in the repository (``.pth`` as published, or ``.safetensors``).
-    revision : str or None
-        Commit (40 hex digits), branch or tag to download; None: the repository's ``main``.
-        A commit pins the file: downloads ask for it, and cached files of other commits are
-        refused.
-    sha256 : str or None
-        SHA-256 (hex) of the file's bytes; None: checked only against the SHA-256 the hub
-        declares for the file.
-    """
-
-    variant: str
-    repo_id: str
-    filename: str
-    revision: str | None = None
-    sha256: str | None = None
-
-
-#: The published files. TerraFM-B.pth's revision and SHA-256 are not in the reference material:
-#: None (unpinned), not guessed.
-PUBLISHED: dict[str, PublishedWeights] = {
-    "terrafm-b": PublishedWeights("terrafm-b", "MBZUAI/TerraFM", "TerraFM-B.pth"),
-}
 
 _LOCK = threading.Lock()
 _STATS: Counter = Counter()
@@ -103,81 +69,6 @@ _DIGESTS: dict[tuple, str] = {}  # (real path, size, mtime_ns, inode) -> sha256 
 _RESOLVED: dict[tuple, str] = {}  # (pin, endpoint, cache dir) -> checked snapshot path
 
 
-# -- pins --------------------------------------------------------------------------------------
-def _read_overrides() -> dict[str, dict[str, Any]]:
-    text = os.environ.get(OVERRIDE_ENV, "").strip()
-    if not text:
-        return {}
-    origin = f"${OVERRIDE_ENV}"
-    if not text.startswith("{"):
-        try:
-            text = Path(text).expanduser().read_text()
-        except OSError as err:
-            raise UsageError(f"{origin} names {text!r}, which cannot be read: {err}") from None
-        origin = f"{origin} file {os.environ[OVERRIDE_ENV]!r}"
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise UsageError(f"{origin} is not valid JSON: {err}") from None
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise UsageError(f"{origin} must map variant names to objects of pin fields")
-    allowed = {f.name for f in fields(PublishedWeights)} - {"variant"}
-    for variant, entry in data.items():
-        unknown = set(entry) - allowed
-        if unknown:
-            raise UsageError(f"{origin}: {variant!r} has unknown fields {sorted(unknown)}; "
-                             f"allowed: {sorted(allowed)}")
-    return data
-
-
-def _checked_pin(pin: PublishedWeights, origin: str) -> PublishedWeights:
-    if not isinstance(pin.repo_id, str) or pin.repo_id.count("/") != 1 or "--" in pin.repo_id:
-        raise UsageError(f"{origin}: repo_id must look like 'owner/name'; got {pin.repo_id!r}")
-    if not isinstance(pin.filename, str) or not pin.filename or ".." in pin.filename.split("/"):
-        raise UsageError(f"{origin}: filename must be a file in the repository; got "
-                         f"{pin.filename!r}")
-    if pin.sha256 is not None and not (isinstance(pin.sha256, str)
-                                       and _SHA256.fullmatch(pin.sha256.lower())):
-        raise UsageError(f"{origin}: sha256 must be 64 hex digits; got {pin.sha256!r}")
-    if pin.revision is not None and (not isinstance(pin.revision, str) or not pin.revision):
-        raise UsageError(f"{origin}: revision must be a commit, branch or tag; got "
-                         f"{pin.revision!r}")
-    if pin.sha256 is not None:
-        pin = replace(pin, sha256=pin.sha256.lower())
-    return pin
-
-
-def published_weights(variant: str = DEFAULT_VARIANT) -> PublishedWeights:
-    """The pin of ``variant``'s published weights, with the environment's overrides applied.
-
-    Raises
-    ------
-    WeightsError
-        ``variant`` has no published weights.
-    UsageError
-        ``XTERRAFM_PUBLISHED_WEIGHTS`` is malformed.
-    """
-    overrides = _read_overrides()
-    base = PUBLISHED.get(variant)
-    entry = overrides.get(variant)
-    if base is None and entry is None:
-        known = sorted({*PUBLISHED, *overrides})
-        raise WeightsError(f"no published weights for {variant!r}; published: {known}")
-    if base is None:
-        missing = {"repo_id", "filename"} - set(entry)
-        if missing:
-            raise UsageError(f"${OVERRIDE_ENV}: new variant {variant!r} needs "
-                             f"{sorted(missing)}")
-        return _checked_pin(PublishedWeights(variant=variant, **entry), f"${OVERRIDE_ENV}")
-    if entry:
-        return _checked_pin(replace(base, **entry), f"${OVERRIDE_ENV}")
-    return base
-
-
-def _pins_for(repo_id: str, filename: str) -> list[PublishedWeights]:
-    names = {*PUBLISHED, *_read_overrides()}
-    pins = [published_weights(v) for v in sorted(names)]
-    return [p for p in pins if p.repo_id == repo_id and p.filename == filename]
 
 
 # -- cache paths -------------------------------------------------------------------------------
@@ -295,7 +186,7 @@ def check_hub_file(path: str | os.PathLike, pin: PublishedWeights | None = None)
             f"{blob.name}: the transfer was truncated or corrupted"
             + ("; the bad copy was deleted, run again to download it afresh" if dropped else
                f"; delete {blob} and run again"))
-    for want in ([pin] if pin is not None else _pins_for(info.repo_id, info.filename)):
+    for want in ([pin] if pin is not None else pins_for(info.repo_id, info.filename)):
         if want.revision and _COMMIT.fullmatch(want.revision) and info.commit != want.revision:
             raise WeightsMismatchError(
                 f"{info.source()} is not the pinned revision {want.revision} of "
@@ -360,7 +251,7 @@ def _hf_download(pin: PublishedWeights, revision: str | None, cache_dir: str | N
 
 def _fetch_commit(info: HubCachePath) -> Path:
     """Fetch the file of a snapshot path that this file system lacks, at exactly its commit."""
-    pins = _pins_for(info.repo_id, info.filename)
+    pins = pins_for(info.repo_id, info.filename)
     pin = pins[0] if pins else PublishedWeights("?", info.repo_id, info.filename)
     path = _hf_download(replace(pin, revision=info.commit), info.commit, _cache_dir(None))
     with _LOCK:
@@ -400,7 +291,7 @@ def download_published_weights(name: str = DEFAULT_VARIANT,
     from xterrafm.models import get_config
 
     pin = published_weights(get_config(name).name)
-    pin = _checked_pin(replace(pin, revision=revision or pin.revision,
+    pin = checked_pin(replace(pin, revision=revision or pin.revision,
                                sha256=sha256 or pin.sha256), "download_published_weights")
     path = _hf_download(pin, pin.revision, _cache_dir(cache_dir))
     return check_hub_file(path, pin=pin)

@@ -31,7 +31,7 @@ def test_store_beside_a_persisted_embedding(make_cube, tiny_weights, tmp_path, p
     kw = dict(model="terrafm-tiny", weights=tiny_weights, tile=64)
     records = _Records()
     with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+            Client(cluster):
         emb = cube.terrafm.embed(**kw).persist()
         if persisted == "finished":
             wait(emb)

@@ -17,25 +17,6 @@ def separable_blobs() -> tuple[np.ndarray, np.ndarray]:
     return x[order].astype(np.float32), y[order]
 
 
-def _load_benchmark_files():
-    """tests/eval/benchmark_files.py, importable as ``xterrafm_tests_benchmark_files``."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    name = "xterrafm_tests_benchmark_files"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("benchmark_files.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_load_benchmark_files()
-
-
 @pytest.fixture(scope="session")
 def tiny_weights_file(tmp_path_factory) -> str:
     """A terrafm-tiny safetensors file (seeded random values): a stand-in for the weights."""

@@ -8,14 +8,16 @@ import pickle
 
 import numpy as np
 import pytest
-from xterrafm_tests_benchmark_files import (  # tests/eval/benchmark_files.py
+
+from tests.helpers.benchmark_files import (
     geobench_metadata,
     write_eurosat_s1,
     write_geobench_task,
 )
-
 from xterrafm.errors import InputError
 from xterrafm.eval import copernicus_bench, geobench
+
+pytestmark = pytest.mark.requires_h5py
 
 
 def test_geobench_labels_come_from_the_pickled_attribute(tmp_path):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.requires_h5py
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "geobench_knn.py"
 
 

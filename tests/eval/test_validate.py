@@ -6,15 +6,16 @@ from __future__ import annotations
 import re
 
 import pytest
-from xterrafm_tests_benchmark_files import (  # tests/eval/benchmark_files.py
+
+from tests.helpers.benchmark_files import (
     write_eurosat_s1,
     write_geobench_task,
 )
-
 from xterrafm.cli import main
 from xterrafm.eval.validate import PUBLISHED_FIGURES, PublishedFigure, ValidationRow
 
-pytest.importorskip("h5py")
+pytestmark = pytest.mark.requires_h5py
+
 
 
 def _rows(out: str) -> dict[str, list[str]]:

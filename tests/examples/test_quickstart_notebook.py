@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+NotebookClient = pytest.importorskip("nbclient").NotebookClient
+
+pytestmark = pytest.mark.requires_nbclient
 
 NOTEBOOK = Path(__file__).parents[2] / "examples" / "embed_quickstart.ipynb"
 

@@ -7,11 +7,9 @@ later task of that process reuses it. Tasks running in threads of one process sh
 (inference is read-only).
 
 Torch intra-op threads are set once per process (:func:`configure_torch_threads`) so that
-``dask threads x torch threads`` does not exceed the process's cores. (Serialising forward
-passes per process and giving each all the cores was measured as well: on 2 cores it was
-slower, because every read or normalisation running beside a multi-threaded forward stalls
-its threads at their barriers; independent single-threaded forwards do not wait on each
-other.)
+``dask threads x torch threads`` does not exceed the process's cores: independent forward
+passes, one per dask thread, do not wait on each other, while a multi-threaded forward stalls
+at its barriers whenever a read or normalisation runs beside it (docs/benchmarks.md).
 
 Dask's nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536``. Setting it switches off
 glibc's adaptive thresholds, so every allocation above 128 KiB — each activation tensor of a
