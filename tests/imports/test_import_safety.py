@@ -95,6 +95,7 @@ def test_third_party_imports_run_inside_the_import_gate():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_two_threads_importing_two_modules_at_once():
     jobs = [["-c", _TWO_THREADS, a, b] for a, b in PAIRS for _ in range(REPEATS)]
     failed = [f"{job[2:]}: {res.stdout.strip()} {res.stderr.strip()[-400:]}"
@@ -103,6 +104,7 @@ def test_two_threads_importing_two_modules_at_once():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_every_module_imports_first_in_a_fresh_interpreter():
     jobs = [["-c", f"import {name}"] for name in module_files()]
     failed = [f"{job[1]}: {res.stderr.strip()[-400:]}"
