@@ -55,11 +55,11 @@ def _checked(cubes: Mapping[str, Any]) -> dict[str, xr.DataArray]:
         if not isinstance(obj, (xr.DataArray, xr.Dataset)):
             raise InputError(f"cube {key!r}: expected an xarray DataArray or Dataset; got "
                              f"{type(obj).__name__}")
-        cube, modality = as_band_cube(obj, str(key))
         recorded = obj.attrs.get("modality")
-        if recorded is not None and _canonical(recorded) != modality:
+        if recorded is not None and _canonical(recorded) != _canonical(key):
             raise InputError(f"the cube given as {key!r} records modality {recorded!r} in its "
                              "attrs; check the mapping's keys")
+        cube, modality = as_band_cube(obj, str(key))
         if modality in out:
             raise UsageError(f"modality {modality!r} given twice")
         if not isinstance(cube.data, da.Array):
