@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from tests.embed.conftest import make_cube  # noqa: F401  (input cubes of the reader contract)
+
 
 @pytest.fixture(scope="session")
 def make_emb() -> Callable[..., xr.DataArray]:
