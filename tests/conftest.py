@@ -55,6 +55,7 @@ REQUIREMENTS: dict[str, Callable[[], str | None]] = {
     "requires_network_loopback": _loopback,
     "requires_h5py": _has_modules("h5py"),
     "requires_nbclient": _has_modules("nbclient", "nbformat", "ipykernel"),
+    "requires_matplotlib": _has_modules("matplotlib"),
     "requires_cuda": _cuda,
 }
 

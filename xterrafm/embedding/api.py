@@ -13,6 +13,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from xterrafm._imports import import_gate
+from xterrafm.embedding.fused_api import fused_anchor, fused_embed_and_plan, is_fused_input
 from xterrafm.embedding.graph import embed_dask
 from xterrafm.embedding.inputs import as_band_cube, cube_geobox
 from xterrafm.embedding.plan import EmbedPlan, make_plan
@@ -76,6 +77,8 @@ def embed_and_plan(cube: xr.DataArray | xr.Dataset, settings: EmbedSettings | No
     always has a ``time`` dimension.
     """
     settings = EmbedSettings.from_options(settings, **options)
+    if is_fused_input(cube):  # {"s1": cube, "s2_l2a": cube}: xterrafm.embedding.fused_api
+        return fused_embed_and_plan(cube, settings, client=client, salt=salt)
     cube, plan = plan_embedding(cube, settings, client=client)
     return wrap_embeddings(embed_dask(cube.data, plan, salt=salt), plan, cube), plan
 
@@ -86,10 +89,13 @@ def embed(cube: xr.DataArray | xr.Dataset, settings: EmbedSettings | None = None
 
     Parameters
     ----------
-    cube : DataArray or Dataset
+    cube : DataArray, Dataset or mapping
         ``(time, band, y, x)`` (or ``(band, y, x)``) cube in physical units (S2 reflectance, S1
         linear power) with NaN for no data and a CRS (``cube.odc.geobox``), as
-        :mod:`xterrafm.io` returns; or a Dataset with one variable per band.
+        :mod:`xterrafm.io` returns; or a Dataset with one variable per band; or a mapping
+        ``{{"s1": s1_cube, "s2_l2a": s2_cube}}`` of co-registered cubes on one grid, embedded
+        through the model's cross-attention fusion (see :mod:`xterrafm.embedding.fused_api`;
+        needs weights pretrained with fusion, which the published checkpoints are not).
     settings : EmbedSettings, optional
         All settings at once; keyword arguments below override its fields.
     client : distributed.Client, optional
@@ -111,7 +117,8 @@ def embed(cube: xr.DataArray | xr.Dataset, settings: EmbedSettings | None = None
     ``with xterrafm.embedding.scheduling.keep_annotations():``.
     """
     out, _ = embed_and_plan(cube, settings, client=client, **options)
-    return out if "time" in cube.dims else out.isel(time=0, drop=True)
+    dims = fused_anchor(cube).dims if is_fused_input(cube) else cube.dims
+    return out if "time" in dims else out.isel(time=0, drop=True)
 
 
 embed.__doc__ = embed.__doc__.format(settings=settings_docstring())

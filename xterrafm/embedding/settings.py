@@ -23,6 +23,7 @@ from typing import Any
 
 from xterrafm.bands import MODALITIES, check_modality
 from xterrafm.cli_options import fraction, non_negative_int, positive_int
+from xterrafm.embedding.pairing import DEFAULT_PAIR_TOLERANCE, parse_tolerance
 from xterrafm.errors import UsageError
 from xterrafm.models.config import CONFIGS, get_config
 from xterrafm.models.precision import PRECISIONS, canonical_precision
@@ -127,6 +128,12 @@ class EmbedSettings:
         "auto", "Resources the model tasks ask the scheduler for; ``\"auto\"``: ``{\"GPU\": 1}`` "
         "when workers of the distributed client declare a ``GPU`` resource; None: none.",
         type_doc="\"auto\", dict or None", flag=None)
+    # -- fused inputs ({"s1": cube, "s2_l2a": cube}, see xterrafm.embedding.fused_api) --------
+    pair_tolerance: str = _option(
+        DEFAULT_PAIR_TOLERANCE, "Fused inputs only: each date of the optical cube is paired with "
+        "the other cube's acquisition nearest in time within this duration (``\"6D\"``, "
+        "``\"36h\"``); dates without one are embedded from the optical cube alone.",
+        type_doc="str", group="input selection", metavar="DURATION")
 
     def __post_init__(self) -> None:
         put = object.__setattr__  # frozen: values are normalised once, here
@@ -187,6 +194,10 @@ class EmbedSettings:
         if not (self.resources is None or self.resources == "auto"
                 or isinstance(self.resources, Mapping)):
             raise UsageError(f"resources must be 'auto', None or a dict; got {self.resources!r}")
+        try:
+            parse_tolerance(self.pair_tolerance)
+        except ValueError as err:
+            raise UsageError(f"pair_tolerance: {err}") from None
 
     @property
     def step(self) -> int:

@@ -335,7 +335,11 @@ def load_stac(
     search_kwargs : mapping, optional
         Extra arguments for a STAC API search.
     **kwargs
-        Passed to :func:`odc.stac.load` (e.g. ``geobox=``, ``like=``, ``x=``, ``y=``).
+        Passed to :func:`odc.stac.load` (e.g. ``x=``, ``y=``). ``geobox=`` or ``like=`` fix the
+        output grid (``resolution``, ``crs`` and ``bbox`` are then not used): ``like=s2_cube``
+        reads a Sentinel-1 cube on exactly a Sentinel-2 cube's pixels (warped with
+        ``resampling``), as fused embeddings (``xterrafm.embed({"s1": ..., "s2_l2a": ...})``)
+        need.
 
     Returns
     -------
