@@ -51,9 +51,9 @@ class _TerraFMAccessor:
     embed = _Method("xterrafm.embedding.api", "embed")
     embed_to_zarr = _Method("xterrafm.store.write", "embed_to_zarr")
     # on embedding cubes (xterrafm.analysis)
-    similarity = _Method("xterrafm.analysis.similarity", "similarity")
+    similarity = _Method("xterrafm.analysis.similarity_map", "similarity")
     top_k = _Method("xterrafm.analysis.search", "top_k")
-    change = _Method("xterrafm.analysis.change", "change")
+    change = _Method("xterrafm.analysis.change_map", "change")
     plot_pca = _Method("xterrafm.analysis.pictures", "plot_pca")
     plot_map = _Method("xterrafm.analysis.pictures", "plot_map")
     # on input cubes

@@ -7,7 +7,7 @@ import pytest
 
 import xterrafm  # noqa: F401  (registers the accessor)
 from tests.helpers.counting import raise_if_dask_computes
-from xterrafm.analysis.change import change
+from xterrafm.analysis.change_map import change
 from xterrafm.errors import UsageError
 
 

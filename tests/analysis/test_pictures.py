@@ -7,7 +7,7 @@ import pytest
 
 import xterrafm  # noqa: F401  (registers the accessor)
 from xterrafm.analysis.pictures import plot_map, plot_pca, plot_side_by_side, plot_true_colour
-from xterrafm.analysis.similarity import similarity
+from xterrafm.analysis.similarity_map import similarity
 from xterrafm.pca import NODATA_RGB
 
 pytestmark = pytest.mark.requires_matplotlib

@@ -11,7 +11,7 @@ import xarray as xr
 import xterrafm  # noqa: F401  (registers the accessor)
 from tests.helpers.counting import raise_if_dask_computes
 from xterrafm.analysis.search import top_k
-from xterrafm.analysis.similarity import similarity
+from xterrafm.analysis.similarity_map import similarity
 from xterrafm.errors import UsageError
 
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 from xterrafm._lazy import lazy_exports
 
 _EXPORTS = {
-    "change": "change",
+    "change": "change_map",
     "cosine_along": "cosine",
     "plot_map": "pictures",
     "plot_pca": "pictures",
     "plot_side_by_side": "pictures",
     "plot_true_colour": "pictures",
-    "query_vector": "similarity",
-    "similarity": "similarity",
+    "query_vector": "similarity_map",
+    "similarity": "similarity_map",
     "top_k": "search",
 }
 

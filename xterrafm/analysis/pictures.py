@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from xterrafm._imports import import_gate
-from xterrafm.analysis.similarity import EMBED_DIM, as_embeddings
+from xterrafm.analysis.similarity_map import EMBED_DIM, as_embeddings
 from xterrafm.errors import InputError, UsageError
 from xterrafm.pca import NODATA_RGB, hatch_nodata, pca_rgb
 
@@ -201,8 +201,8 @@ def plot_map(values: Any, *, time: Any = None, ax: Any = None, title: str | None
     Parameters
     ----------
     values : DataArray
-        ``(y, x)`` or ``(time, y, x)`` map (:func:`~xterrafm.analysis.similarity.similarity`,
-        :func:`~xterrafm.analysis.change.change`).
+        ``(y, x)`` or ``(time, y, x)`` map (:func:`~xterrafm.analysis.similarity_map.similarity`,
+        :func:`~xterrafm.analysis.change_map.change`).
     time : date or int, optional
     ax : matplotlib Axes, optional
     title : str, optional

@@ -1,6 +1,6 @@
 """Search by example: the ``k`` cells of an embedding cube or store most similar to a query.
 
-:func:`top_k` maps the lazy cosine map (:func:`xterrafm.analysis.similarity.similarity`) block
+:func:`top_k` maps the lazy cosine map (:func:`xterrafm.analysis.similarity_map.similarity`) block
 by block to each block's best ``k`` cells, then merges those short lists in a tree of
 ``split_every`` at a time. No task ever holds more than one block of the cube plus ``k`` cells
 per merged list, so a store far larger than memory is searched in one pass, with the memory of
@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from xterrafm._imports import import_gate
-from xterrafm.analysis.similarity import as_embeddings, similarity
+from xterrafm.analysis.similarity_map import as_embeddings, similarity
 from xterrafm.errors import UsageError
 
 with import_gate():
@@ -101,7 +101,7 @@ def top_k(emb: Any, k: int = 10, *, x: float | None = None, y: float | None = No
     k : int
         Number of cells returned.
     x, y, time, vector
-        The query, as for :func:`xterrafm.analysis.similarity.similarity`; a query taken from
+        The query, as for :func:`xterrafm.analysis.similarity_map.similarity`; a query taken from
         the cube is itself the first hit (score 1).
     group : str, optional
         Group of a multi-CRS store.

@@ -14,7 +14,7 @@ from typing import Any
 
 from xterrafm._imports import import_gate
 from xterrafm.analysis.cosine import cosine_along
-from xterrafm.analysis.similarity import EMBED_DIM, as_embeddings
+from xterrafm.analysis.similarity_map import EMBED_DIM, as_embeddings
 from xterrafm.errors import UsageError
 
 with import_gate():
