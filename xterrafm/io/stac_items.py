@@ -207,10 +207,15 @@ def _items_from_href(href: str, bbox: Any, datetime: Any, collections: Any,
         if is_url and _is_stac_api(doc):
             items = _search_api(href, bbox, datetime, collections, search_kwargs)
             return [(it, it.get_self_href()) for it in items], True
-        cat = pystac.read_file(href, stac_io=stac_io)
-        if not isinstance(cat, pystac.Catalog):
-            raise InputError(f"{href!r} is not a STAC catalog or collection")
-        items = list(cat.get_items(recursive=True))
+        try:
+            cat = pystac.read_file(href, stac_io=stac_io)
+            if not isinstance(cat, pystac.Catalog):
+                raise InputError(f"{href!r} is not a STAC catalog or collection")
+            items = list(cat.get_items(recursive=True))
+        except pystac.STACError as err:  # a child link that does not resolve
+            if isinstance(err.__cause__, InputError):  # names the unreadable document
+                raise InputError(f"{err.__cause__} (linked from the catalog {href})") from None
+            raise InputError(f"catalog {href}: {err}") from None
         return [(it, it.get_self_href()) for it in items], False
     raise InputError(
         f"{href!r} is not a STAC Item, ItemCollection, Catalog or Collection (type={kind!r})"
