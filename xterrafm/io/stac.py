@@ -304,7 +304,7 @@ def load_stac(
     cube = (cube * s + o).astype("float32")
     if db.any():  # decibels -> linear power
         cube = xr.where(xr.DataArray(db, dims="band"), 10.0 ** (cube / 10.0), cube,
-                        keep_attrs=True).astype("float32")
+                        keep_attrs=True).astype("float32").transpose("time", "band", "y", "x")
     if mask_clouds:
         scl = ds["SCL"]
         cube = cube.where(~scl.isin(list(scl_mask_classes)))
