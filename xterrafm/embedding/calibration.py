@@ -280,14 +280,16 @@ def calibrate_input(inp: BandInput, calibration: CalibrationSpec, items: Any = N
                 f"{inp.attrs['calibration_source']}); {what} would calibrate it a second time: "
                 "leave calibration='auto' and items=None")
         return cube, f"as loaded ({inp.attrs['reader']}: {inp.attrs['calibration_source']})"
-    if cube.dtype == bool:
+    dtypes = [np.dtype(d) for d in inp.dtypes] or [cube.dtype]
+    if cube.dtype.kind == "b" or any(d.kind == "b" for d in dtypes):
         raise InputError(f"the {inp.modality} input is boolean (a mask?), not "
                          f"{'reflectance' if fam == 's2' else 'backscatter'}: "
                          f"{_ADVICE[fam]}")
+    integer = [str(d) for d in dtypes if not np.issubdtype(d, np.floating)]
     if calibration.name == "none":
-        if not np.issubdtype(cube.dtype, np.floating):
+        if integer:
             raise InputError(f"calibration='none' says the input is in physical units, but it "
-                             f"holds integers ({cube.dtype}): {_ADVICE[fam]}")
+                             f"holds integers ({integer[0]}): {_ADVICE[fam]}")
         return cube.astype("float32"), "none (physical units, not checked)"
     if calibration.explicit:
         scale, offset, nodata, db, text = _from_spec(calibration, inp)
@@ -298,9 +300,9 @@ def calibrate_input(inp: BandInput, calibration: CalibrationSpec, items: Any = N
     scale2 = np.broadcast_to(np.atleast_2d(scale), (cube.sizes["time"], scale.shape[-1]))
     offset2 = np.broadcast_to(np.atleast_2d(offset), scale2.shape)
     scaled = bool(np.any(scale2 != 1) or np.any(offset2 != 0) or db.any())
-    if not np.issubdtype(cube.dtype, np.floating) and not scaled:
+    if integer and not scaled:
         raise InputError(
-            f"the {inp.modality} input holds integers ({cube.dtype}) and nothing says how they "
+            f"the {inp.modality} input holds integers ({integer[0]}) and nothing says how they "
             f"become {'reflectance' if fam == 's2' else 'linear power'} (no scale in its "
             f"metadata, no items=, no calibration=): digital numbers are not physical units. "
             f"{_ADVICE[fam]}")

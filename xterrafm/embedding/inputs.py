@@ -55,6 +55,9 @@ class BandInput:
         is still to be applied, one in the encoding was applied when the file was decoded.
     attrs : dict
         The input's own attributes.
+    dtypes : tuple of str
+        Per band: the dtype of its source (a Dataset's variables may differ, and concatenation
+        promotes them to one).
     """
 
     cube: xr.DataArray
@@ -62,6 +65,7 @@ class BandInput:
     labels: tuple[str, ...]
     band_attrs: tuple[dict, ...] = field(default=())
     attrs: dict = field(default_factory=dict)
+    dtypes: tuple[str, ...] = field(default=())
 
 
 def _modality(obj: xr.DataArray | xr.Dataset, modality: str | None) -> str:
@@ -135,7 +139,8 @@ def _from_dataset(obj: xr.Dataset, spec: ModalitySpec, bands: Any) -> BandInput:
     cube = cube.assign_coords(band=spec.band_names)
     cube.attrs = dict(obj.attrs)
     band_attrs = tuple(dict(obj[v].attrs) for v in chosen)
-    return BandInput(cube, spec.name, tuple(chosen), band_attrs, dict(obj.attrs))
+    return BandInput(cube, spec.name, tuple(chosen), band_attrs, dict(obj.attrs),
+                     tuple(str(obj[v].dtype) for v in chosen))
 
 
 def _from_dataarray(obj: xr.DataArray, spec: ModalitySpec, bands: Any) -> BandInput:
@@ -169,7 +174,7 @@ def _from_dataarray(obj: xr.DataArray, spec: ModalitySpec, bands: Any) -> BandIn
     cube = cube.assign_coords(band=spec.band_names)
     band_attrs = tuple(_band_attrs_of_array(obj, i, n) for i in order)
     return BandInput(cube, spec.name, tuple(names[i] for i in order), band_attrs,
-                     dict(obj.attrs))
+                     dict(obj.attrs), (str(obj.dtype),) * len(order))
 
 
 def read_band_input(obj: xr.DataArray | xr.Dataset, modality: str | None = None,
@@ -214,7 +219,7 @@ def read_band_input(obj: xr.DataArray | xr.Dataset, modality: str | None = None,
     if extra or not {"y", "x"} <= set(cube.dims):
         raise InputError(f"expected dims (time, band, y, x); got {cube.dims}")
     return BandInput(cube.transpose("time", "band", "y", "x"), inp.modality, inp.labels,
-                     inp.band_attrs, inp.attrs)
+                     inp.band_attrs, inp.attrs, inp.dtypes)
 
 
 def as_band_cube(obj: xr.DataArray | xr.Dataset, modality: str | None = None,

@@ -23,11 +23,7 @@ from typing import Any
 
 from xterrafm.bands import MODALITIES, check_modality
 from xterrafm.cli_options import fraction, non_negative_int, positive_int
-from xterrafm.embedding.calibration_spec import (
-    parse_bands,
-    parse_calibration,
-    parse_calibration_text,
-)
+from xterrafm.embedding.calibration_spec import parse_bands, parse_calibration
 from xterrafm.errors import UsageError
 from xterrafm.models.config import CONFIGS, get_config
 from xterrafm.models.precision import PRECISIONS, canonical_precision
@@ -105,15 +101,14 @@ class EmbedSettings:
         "DN / 10000; ``\"s2-dn-offset\"``: (DN - 1000) / 10000 (processing baseline >= "
         "04.00); ``\"db\"``: Sentinel-1 decibels to linear power; or a mapping ``{scale, "
         "offset, nodata, db}`` (see docs/inputs.md).",
-        type_doc="str or mapping", group="input selection", metavar="NAME|scale=..,offset=..",
-        cli_type=parse_calibration_text)
+        type_doc="str or mapping", group="input selection", metavar="NAME|scale=..,offset=..")
     bands: Any = _option(
         None, "Names of the input's bands in its own order (e.g. ``[\"B02\", \"B03\", "
         "...]`` for a raster whose bands are numbered 1..N), or a mapping ``{input label: "
         "band}``; names may be aliases (``blue``, ``nir``). Default: the band coordinate, the "
         "Dataset's variable names, or the GeoTIFF band descriptions (``long_name``).",
         type_doc="list of str or mapping, optional", group="input selection",
-        metavar="B1,B2,...", cli_type=parse_bands)
+        metavar="B1,B2,...")
     items: Any = _option(
         None, "STAC items the input was loaded from (e.g. with ``odc.stac.load``): a list, an "
         "ItemCollection or the path of an ItemCollection JSON. With ``calibration=\"auto\"`` "
