@@ -264,3 +264,22 @@ def test_empty_cube_and_bad_settings_are_named(make_cube, run):
                        calibration={"scale": 1e-4, "offset": [0, 0, 0]}, **run)
     with pytest.raises(UsageError, match="bands= names"):
         xterrafm.embed(cube, bands={"B99": "B01"}, **run)
+
+
+def test_geotiff_reader_cubes_sentinel1_db_and_no_double_calibration(tmp_path, make_cube, run):
+    cube = make_cube(64, 64, modality="s1", n_dates=1)
+    db_path = tmp_path / "s1_db.tif"
+    (10 * np.log10(cube.isel(time=0))).rio.to_raster(db_path)
+    db_cube = open_geotiff(db_path, "s1")  # the reader applies nothing to Sentinel-1
+    assert db_cube.attrs["calibration_source"] == "none"
+    with pytest.raises(InputError, match="decibels"):
+        xterrafm.embed(db_cube, **run)
+    np.testing.assert_allclose(_physical(db_cube, calibration="db", **run).values,
+                               cube.values, rtol=1e-5)
+    s2_path = tmp_path / "s2.tif"
+    (make_cube(64, 64, modality="s2_l2a", n_dates=1).isel(time=0) * 10000 + 1000).astype(
+        "uint16").rio.to_raster(s2_path)
+    s2 = open_geotiff(s2_path, "s2_l2a")  # DN/10000 - 0.1 applied by the reader
+    assert 0.0 < float(np.nanmedian(_physical(s2, **run).values)) < 0.5
+    with pytest.raises(UsageError, match="a second time"):
+        xterrafm.embed(s2, calibration="s2-dn", **run)

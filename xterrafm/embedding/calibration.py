@@ -6,8 +6,10 @@ lazy cube in physical units (Sentinel-2 reflectance, Sentinel-1 linear power, Na
 with a description of what was applied. What it decides from, in order:
 
 1. a cube from :func:`xterrafm.io.load_stac` (or a Zarr cube written from one) is calibrated
-   already: it is taken as it is, and an explicit calibration or ``items=`` is refused (it
-   would apply twice);
+   already: it is taken as it is (not sampled); on a cube that an xterrafm reader calibrated
+   (``attrs["calibration_source"]`` other than ``"none"``) an explicit calibration or
+   ``items=`` is refused, since it would apply twice (a reader that applied nothing, such as
+   ``open_geotiff`` on Sentinel-1 files, leaves room for ``calibration="db"``);
 2. an explicit calibration (``"s2-dn"``, ``"s2-dn-offset"``, ``"db"``, a mapping);
 3. ``items=``: the items' ``raster:bands`` (or processing baseline), as ``load_stac`` reads
    them (:mod:`xterrafm.io.stac_calibration`); Sentinel-1 items that are not RTC are refused;
@@ -69,9 +71,17 @@ def _family(modality: str) -> str:
     return "s1" if modality == "s1" else "s2"
 
 
+def _reader_applied(attrs: dict) -> str | None:
+    """What an xterrafm reader applied to the cube (its ``calibration_source``), or None for a
+    cube no xterrafm reader made; ``"none"`` when the reader applied nothing."""
+    if "calibration_source" not in attrs or "nodata_to_nan" not in attrs:
+        return None
+    return str(attrs["calibration_source"]) or "none"
+
+
 def _from_load_stac(attrs: dict) -> bool:
     return str(attrs.get("reader", "")).startswith("xterrafm.io.load_stac") and \
-        "calibration_source" in attrs
+        _reader_applied(attrs) is not None
 
 
 # -- what the input says -----------------------------------------------------------------------
@@ -272,14 +282,15 @@ def calibrate_input(inp: BandInput, calibration: CalibrationSpec, items: Any = N
         physical range (see :func:`check_value_range`).
     """
     cube, fam = inp.cube, _family(inp.modality)
-    if _from_load_stac(inp.attrs):
-        if calibration.explicit or items is not None:
-            what = f"calibration={calibration.name!r}" if calibration.explicit else "items="
-            raise UsageError(
-                f"the cube is in physical units already ({inp.attrs['reader']} applied "
-                f"{inp.attrs['calibration_source']}); {what} would calibrate it a second time: "
-                "leave calibration='auto' and items=None")
-        return cube, f"as loaded ({inp.attrs['reader']}: {inp.attrs['calibration_source']})"
+    applied = _reader_applied(inp.attrs)
+    if applied not in (None, "none") and (calibration.explicit or items is not None):
+        what = f"calibration={calibration.name!r}" if calibration.explicit else "items="
+        raise UsageError(
+            f"the cube is in physical units already ({inp.attrs.get('reader', 'its reader')} "
+            f"applied {applied}); {what} would calibrate it a second time: leave "
+            "calibration='auto' and items=None")
+    if _from_load_stac(inp.attrs) and not calibration.explicit and items is None:
+        return cube, f"as loaded ({inp.attrs['reader']}: {applied})"
     dtypes = [np.dtype(d) for d in inp.dtypes] or [cube.dtype]
     if cube.dtype.kind == "b" or any(d.kind == "b" for d in dtypes):
         raise InputError(f"the {inp.modality} input is boolean (a mask?), not "
