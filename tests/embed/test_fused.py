@@ -35,10 +35,10 @@ def _prepared(window: np.ndarray, modality: str) -> torch.Tensor:
     return torch.from_numpy(np.where(np.isfinite(x), x, 0).astype(np.float32))
 
 
-def test_fused_graph_computes_nothing(pair, tiny_weights):
+def test_fused_graph_computes_only_the_value_samples(pair, tiny_weights):
     s2, s1 = pair
     xterrafm.load_model("terrafm-tiny", tiny_weights)
-    with raise_if_dask_computes():
+    with raise_if_dask_computes(max_computes=2):  # one bounded value sample per cube
         emb = xterrafm.embed({"s1": s1, "s2_l2a": s2}, model="terrafm-tiny",
                              weights=tiny_weights, tile=TILE)
     assert emb.dims == ("time", "embedding", "y", "x") and emb.shape == (2, 32, 2, 3)
@@ -163,3 +163,19 @@ def test_fused_store_is_written_and_resumed_through_the_store_path(pair, tiny_we
         xterrafm.embed_to_zarr(s2, store, progress=False, **kw)
     with pytest.raises(StoreMismatchError, match="pair"):
         xterrafm.embed_to_zarr(cubes, store, progress=False, pair_tolerance="1D", **kw)
+
+
+def test_fused_cubes_are_calibrated_each_on_its_own(pair, tiny_weights):
+    s2, s1 = pair
+    kw = dict(model="terrafm-tiny", weights=tiny_weights, tile=TILE)
+    dn = (s2 * 10000 + 1000).round().fillna(0).astype("uint16")
+    dn.attrs.update(scale_factor=1e-4, add_offset=-0.1, _FillValue=0)
+    physical = (dn.astype("float64") * 1e-4 - 0.1).where(dn != 0).astype("float32")
+    physical.attrs = {}
+    want = xterrafm.embed({"s1": s1, "s2_l2a": physical}, **kw).compute().values
+    got = xterrafm.embed({"s1": s1, "s2_l2a": dn}, **kw).compute().values
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputError):
+        xterrafm.embed({"s1": s1, "s2_l2a": (s2 * 10000).astype("uint16")}, **kw)
+    with pytest.raises(UsageError, match="calibration"):
+        xterrafm.embed({"s1": s1, "s2_l2a": s2}, calibration="s2-dn", **kw)

@@ -3,8 +3,11 @@
 The xarray layer of fused embeddings (the plan and the graph are in
 :mod:`xterrafm.embedding.fused`):
 
-1. each cube is checked like a single-modality input (:func:`~xterrafm.embedding.inputs.as_band_cube`
-   with the mapping's key as modality);
+1. each cube is checked like a single-modality input (:func:`~xterrafm.embedding.inputs.read_band_input`
+   with the mapping's key as modality) and calibrated on its own (``calibration="auto"``:
+   from its reader's provenance, dtype and attrs; ``calibration``, ``bands`` and ``items``
+   settings are refused, as one value cannot fit two modalities: calibrate a cube first with
+   ``xterrafm.embed``'s rules or load it with :func:`xterrafm.io.load_stac`);
 2. all cubes must be on **one grid** — load the radar cube on the optical cube's grid with
    ``xterrafm.io.load_stac(..., like=s2_cube)``, or reproject it with
    ``odc.geo.xr.xr_reproject(s1, s2.odc.geobox)``;
@@ -24,8 +27,10 @@ from typing import Any
 
 from xterrafm._imports import import_gate
 from xterrafm.bands import check_modality
+from xterrafm.embedding.calibration import calibrate_input
+from xterrafm.embedding.calibration_spec import parse_calibration
 from xterrafm.embedding.fused import FusedPlan, fused_embed_dask, make_fused_plan
-from xterrafm.embedding.inputs import as_band_cube, cube_geobox
+from xterrafm.embedding.inputs import BandInput, cube_geobox, read_band_input
 from xterrafm.embedding.pairing import pair_dates, parse_tolerance
 from xterrafm.embedding.scheduling import get_client
 from xterrafm.embedding.settings import EmbedSettings
@@ -50,7 +55,7 @@ def _checked(cubes: Mapping[str, Any]) -> dict[str, xr.DataArray]:
     if len(cubes) < 2:
         raise UsageError(f"fused embeddings need cubes of two or more modalities; got "
                          f"{list(cubes)}")
-    out: dict[str, xr.DataArray] = {}
+    inputs: dict[str, BandInput] = {}
     for key, obj in cubes.items():
         if not isinstance(obj, (xr.DataArray, xr.Dataset)):
             raise InputError(f"cube {key!r}: expected an xarray DataArray or Dataset; got "
@@ -59,13 +64,30 @@ def _checked(cubes: Mapping[str, Any]) -> dict[str, xr.DataArray]:
         if recorded is not None and _canonical(recorded) != _canonical(key):
             raise InputError(f"the cube given as {key!r} records modality {recorded!r} in its "
                              "attrs; check the mapping's keys")
-        cube, modality = as_band_cube(obj, str(key))
-        if modality in out:
-            raise UsageError(f"modality {modality!r} given twice")
+        inp = read_band_input(obj, str(key))
+        if inp.modality in inputs:
+            raise UsageError(f"modality {inp.modality!r} given twice")
+        inputs[inp.modality] = inp
+    anchor_mod = _anchor_key(list(inputs))
+    grid = cube_geobox(inputs[anchor_mod].cube)
+    for mod, inp in inputs.items():
+        other_grid = cube_geobox(inp.cube)
+        if other_grid != grid:
+            raise InputError(
+                f"the {mod} cube is not on the {anchor_mod} cube's grid ({other_grid.shape} px "
+                f"in {other_grid.crs} vs {grid.shape} px in {grid.crs}, or another origin/"
+                f"resolution): load it with xterrafm.io.load_stac(..., like={anchor_mod}_cube) "
+                f"or reproject it with odc.geo.xr.xr_reproject(cube, {anchor_mod}_cube.odc."
+                "geobox)")
+    out: dict[str, xr.DataArray] = {}
+    for mod, inp in inputs.items():
+        # Each cube is calibrated on its own from its reader's provenance, dtype and attrs
+        # (calibration="auto"): one explicit calibration cannot fit two modalities.
+        cube, _ = calibrate_input(inp, parse_calibration("auto"))
         if not isinstance(cube.data, da.Array):
             cube = cube.copy(data=da.from_array(np.asarray(cube.data),
                                                 chunks=(1, -1, 2048, 2048)))
-        out[modality] = cube
+        out[mod] = cube
     return out
 
 
@@ -119,21 +141,12 @@ def align_fused_inputs(cubes: Mapping[str, Any], tolerance: str
     """
     checked = _anchor_first(_checked(cubes))
     (anchor_mod, anchor), *others = checked.items()
-    grid = cube_geobox(anchor)
     tol_s = parse_tolerance(tolerance)
     times = np.atleast_1d(anchor["time"].values)
     aligned = {anchor_mod: anchor}
     paired: list[list[str]] = []
     chunks = anchor.data.chunks
     for mod, cube in others:
-        other_grid = cube_geobox(cube)
-        if other_grid != grid:
-            raise InputError(
-                f"the {mod} cube is not on the {anchor_mod} cube's grid ({other_grid.shape} px "
-                f"in {other_grid.crs} vs {grid.shape} px in {grid.crs}, or another origin/"
-                f"resolution): load it with xterrafm.io.load_stac(..., like={anchor_mod}_cube) "
-                f"or reproject it with odc.geo.xr.xr_reproject(cube, {anchor_mod}_cube.odc."
-                "geobox)")
         own = np.atleast_1d(cube["time"].values)
         idx = pair_dates(times, own, tol_s)
         paired.append([str(own[i]) if i >= 0 else "" for i in idx])
@@ -155,12 +168,22 @@ def fused_embed_and_plan(cubes: Mapping[str, Any], settings: EmbedSettings, *,
     """
     from xterrafm.embedding.api import wrap_embeddings
 
+    given = [name for name, unset in (("calibration", settings.calibration.name == "auto"),
+                                      ("bands", settings.bands is None),
+                                      ("items", settings.items is None)) if not unset]
+    if given:
+        raise UsageError(f"{', '.join(given)}: with fused inputs each cube is calibrated on its "
+                         "own from its reader and attrs; give cubes in physical units (e.g. "
+                         "from xterrafm.io.load_stac) or with band names and CF scale/offset "
+                         "attrs, and leave these settings unset")
+    anchor_mod = _canonical(_anchor_key([str(k) for k in cubes])) if cubes else None
+    if settings.modality is not None and anchor_mod is not None \
+            and settings.modality != anchor_mod:
+        raise UsageError(f"modality={settings.modality!r}: with fused inputs the modalities are "
+                         f"the mapping's keys; the dates come from {anchor_mod!r} (leave "
+                         "modality unset or name that one)")
     aligned, paired = align_fused_inputs(cubes, settings.pair_tolerance)
     mods = list(aligned)
-    if settings.modality is not None and settings.modality != mods[0]:
-        raise UsageError(f"modality={settings.modality!r}: with fused inputs the modalities are "
-                         f"the mapping's keys; the dates come from {mods[0]!r} (leave modality "
-                         "unset or name that one)")
     anchor = aligned[mods[0]]
     times = [str(t) for t in np.atleast_1d(anchor["time"].values)]
     plan = make_fused_plan(settings, modalities=mods, geobox=cube_geobox(anchor),
