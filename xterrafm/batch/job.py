@@ -75,6 +75,9 @@ class EmbedJob:
     stop_check : callable, optional
         Called after every wave; raises to stop the job (the CLI passes
         :meth:`xterrafm.batch.interrupts.StopRequests.check`).
+    fuse : FuseSelection, optional
+        A second modality fused with the first
+        (:mod:`xterrafm.batch.fused_sources`, ``--fuse-with``).
     """
 
     out: Path
@@ -88,6 +91,7 @@ class EmbedJob:
     gateway: GatewayOptions = field(default_factory=GatewayOptions)
     progress: bool = True
     stop_check: Callable[[], None] | None = None
+    fuse: Any = None
 
 
 def store_paths(out: Path, crs_keys: list[str]) -> dict[str, tuple[str, str | None]]:
@@ -155,6 +159,10 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
     from xterrafm.store.write import STORE_SALT, default_wave_size, write_plan
 
     cubes = open_cubes(job.inputs, job.out)
+    if job.fuse is not None:  # {crs: {modality: cube, ...}}: fused embeddings
+        from xterrafm.batch.fused_sources import attach_fused
+
+        cubes = attach_fused(cubes, job.inputs, job.fuse, job.out)
     t0 = time.perf_counter()  # wall time: cluster, embedding, writing (not scene generation)
     targets = store_paths(job.out, list(cubes))
     summary = JobSummary(out=str(job.out), level=job.settings.level)
@@ -170,7 +178,9 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
         wave_size = job.wave_size or default_wave_size(running.client)
         for crs, cube in cubes.items():
             store, group = targets[crs]
-            log.info("embedding %s cube %s into %s", crs, dict(cube.sizes), store)
+            sizes = dict(cube.sizes) if hasattr(cube, "sizes") else \
+                {m: dict(c.sizes) for m, c in cube.items()}  # fused: {modality: cube}
+            log.info("embedding %s cube %s into %s", crs, sizes, store)
             result = EmbedSummary(store=str(job.out), level=job.settings.level, crs=crs,
                                   group=group)
             summary.stores.append(result)

@@ -239,6 +239,9 @@ class EmbedPlan:
     precision_reason : str
         How ``spec.precision`` (always resolved: ``"fp32"``, ``"bf16"`` or ``"fp16"``) was
         chosen (:func:`resolve_job_precision`).
+    calibration : str
+        How the input became physical units and how that was checked
+        (:func:`xterrafm.embedding.calibration.calibrate_input`).
     """
 
     settings: EmbedSettings
@@ -253,6 +256,7 @@ class EmbedPlan:
     times: tuple[str, ...] = field(default=())
     weights_source: str = ""
     precision_reason: str = ""
+    calibration: str = ""
 
     @property
     def modality(self) -> str:
@@ -306,6 +310,7 @@ class EmbedPlan:
             "patch_size": self.y.patch,
             "min_valid": s.min_valid,
             "fill": FILL_NOTE,
+            "calibration": self.calibration or "not recorded",
             "device": s.device,
             "precision": self.spec.precision,
             "precision_requested": s.precision,
@@ -322,7 +327,7 @@ def _default_cells(chunks: Sequence[int], axis: AxisWindows) -> int:
 
 def make_plan(settings: EmbedSettings, *, modality: str, geobox: GeoBox,
               chunks: tuple[Sequence[int], Sequence[int]], times: Sequence[str] = (),
-              client: Any = None) -> EmbedPlan:
+              client: Any = None, calibration: str = "") -> EmbedPlan:
     """Decide an embedding job.
 
     Parameters
@@ -338,6 +343,8 @@ def make_plan(settings: EmbedSettings, *, modality: str, geobox: GeoBox,
         Dates of the input.
     client : distributed.Client, optional
         Client whose workers decide ``resources="auto"``.
+    calibration : str
+        What was applied to the input (recorded in the output's attrs).
 
     Returns
     -------
@@ -383,4 +390,5 @@ def make_plan(settings: EmbedSettings, *, modality: str, geobox: GeoBox,
                      resources=dict(resources) if isinstance(resources, Mapping) else None,
                      geobox=geobox, out_geobox=output_geobox(geobox, y_ax, x_ax),
                      times=tuple(str(t) for t in times), weights_source=source,
-                     precision_reason=precision_reason)
+                     precision_reason=precision_reason,
+                     calibration=calibration)
