@@ -100,7 +100,7 @@ def _load(scene, chunk: int | None):
 
 def run_end_to_end(scene, weights: str, model: str, workers: int, batch: int, tile: int,
                    out: Path, chunk: int | None = None, wave_size: int | None = None,
-                   threads: int = 1) -> dict:
+                   threads: int = 1, precision: str = "auto") -> dict:
     """Embed the scene to Zarr on a fresh LocalCluster; wall time and worker peak memory."""
     from xterrafm.store import embed_to_zarr
 
@@ -110,18 +110,27 @@ def run_end_to_end(scene, weights: str, model: str, workers: int, batch: int, ti
         t0 = time.perf_counter()
         summary = embed_to_zarr(cube, out, client=client, model=model, weights=weights,
                                 tile=tile, batch_size=batch, overwrite=True, progress=False,
-                                wave_size=wave_size or "auto")
+                                wave_size=wave_size or "auto", precision=precision)
         seconds = time.perf_counter() - t0
+        resolved = _store_precision(out)
         rss = client.run(_peak_rss_mib)
     finally:
         client.close()
         cluster.close()
     return {"seconds": seconds, "windows": summary.counts.written.cells,
-            "blocks": summary.counts.blocks_total, "peak_rss_mib": max(rss.values())}
+            "blocks": summary.counts.blocks_total, "peak_rss_mib": max(rss.values()),
+            "precision": resolved}
+
+
+def _store_precision(out: Path) -> str:
+    """The precision a store's embeddings were computed at (``"auto"`` resolved)."""
+    import zarr
+
+    return str(zarr.open_group(str(out), mode="r")["embeddings"].attrs["precision"])
 
 
 def run_bare_model(scene, weights: str, model: str, threads: int, batch: int,
-                   tile: int) -> dict:
+                   tile: int, precision: str = "auto") -> dict:
     """The same windows, normalised in memory, through the model alone."""
     import torch
 
@@ -134,7 +143,9 @@ def run_bare_model(scene, weights: str, model: str, threads: int, batch: int,
     t_len, c, h, w = pixels.shape
     windows = [pixels[t, :, y:y + tile, x:x + tile] for t in range(t_len)
                for y in range(0, h - tile + 1, tile) for x in range(0, w - tile + 1, tile)]
-    net = xterrafm.load_model(model, weights)
+    from xterrafm.models.precision import resolve_precision
+
+    net = xterrafm.load_model(model, weights, precision=resolve_precision(precision, "cpu"))
     torch.set_num_threads(threads)
     with torch.inference_mode():
         net(torch.from_numpy(np.stack(windows[:batch])), modality="s2_l2a")  # warm-up

@@ -90,6 +90,25 @@ def test_the_store_fingerprint_holds_the_resolved_precision(cube, tiny_weights, 
         embed_to_zarr(cube, store, weights=tiny_weights, progress=False, **KW)
 
 
+def test_a_fused_job_carries_the_resolved_precision(cube, make_cube, tiny_weights, monkeypatch):
+    import xterrafm
+
+    s1 = make_cube(64, 128, modality="s1", n_dates=1, chunks=64, seed=1)
+    s1 = s1.assign_coords(time=cube.time.values)
+    monkeypatch.setenv(ENV_OVERRIDE, "1")
+    fused = xterrafm.embed({"s2_l2a": cube, "s1": s1}, weights=tiny_weights, **KW)
+    assert fused.attrs["precision"] == "bf16" and fused.attrs["precision_requested"] == "auto"
+    monkeypatch.setenv(ENV_OVERRIDE, "0")
+    ref = xterrafm.embed({"s2_l2a": cube, "s1": s1}, weights=tiny_weights, **KW)
+    assert ref.attrs["precision"] == "fp32"
+    runtime.clear_cache()
+    got, want = fused.compute(scheduler="threads").values, ref.compute(scheduler="threads").values
+    assert not np.array_equal(got, want)  # the fused tasks ran in bf16
+    a, b = got[0].reshape(got.shape[1], -1).T, want[0].reshape(want.shape[1], -1).T
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() > 0.99
+
+
 @pytest.fixture(scope="module")
 def mixed_cluster():
     """Two single-thread workers: one that reports native bf16 (and a GPU resource), one not."""
@@ -130,21 +149,3 @@ def test_only_the_workers_that_run_the_model_are_asked(cube, tiny_weights, mixed
     built = sorted(k[-1] for s in stats.values() for k in s["cached_models"])
     assert built == ["bf16"]
 
-
-def test_a_fused_job_carries_the_resolved_precision(cube, make_cube, tiny_weights, monkeypatch):
-    import xterrafm
-
-    s1 = make_cube(64, 128, modality="s1", n_dates=1, chunks=64, seed=1)
-    s1 = s1.assign_coords(time=cube.time.values)
-    monkeypatch.setenv(ENV_OVERRIDE, "1")
-    fused = xterrafm.embed({"s2_l2a": cube, "s1": s1}, weights=tiny_weights, **KW)
-    assert fused.attrs["precision"] == "bf16" and fused.attrs["precision_requested"] == "auto"
-    monkeypatch.setenv(ENV_OVERRIDE, "0")
-    ref = xterrafm.embed({"s2_l2a": cube, "s1": s1}, weights=tiny_weights, **KW)
-    assert ref.attrs["precision"] == "fp32"
-    runtime.clear_cache()
-    got, want = fused.compute(scheduler="threads").values, ref.compute(scheduler="threads").values
-    assert not np.array_equal(got, want)  # the fused tasks ran in bf16
-    a, b = got[0].reshape(got.shape[1], -1).T, want[0].reshape(want.shape[1], -1).T
-    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    assert cos.min() > 0.99
