@@ -64,7 +64,6 @@ def _reflectance(dn: np.ndarray, offset: float, nodata: float | None) -> np.ndar
 
 def _forward_batches(windows, state, heads: int, batch: int, out: list) -> None:
     import torch
-
     from published_model import published_forward
 
     for i in range(0, len(windows), batch):
@@ -88,6 +87,7 @@ def run_hand_loop(scene, weights: str, model: str, threads: int, batch: int,
     from rasterio.windows import from_bounds
 
     import xterrafm
+    from xterrafm.bands import get_modality
     from xterrafm.models.config import get_config
 
     torch.set_num_threads(threads)
@@ -96,7 +96,7 @@ def run_hand_loop(scene, weights: str, model: str, threads: int, batch: int,
     heads = get_config(model).num_heads
     offset = _offset(scene)
     paths = scene.band_paths[MODALITY][0]
-    names = xterrafm.get_modality(MODALITY).band_names
+    names = get_modality(MODALITY).band_names
     srcs = [rasterio.open(paths[b]) for b in names]
     embeddings: list = []
     try:
@@ -163,6 +163,11 @@ def _xterrafm(scene, weights, a, root: Path) -> dict:
     out = run_end_to_end(scene, weights, a.model, a.workers, a.batch, a.tile,
                          root / "peers.zarr", a.chunk, threads=a.threads // a.workers,
                          precision=a.precision)
+    import xarray as xr
+
+    with xr.open_zarr(root / "peers.zarr") as ds:  # (time, embedding, y, x), row-major windows
+        emb = ds["embeddings"].isel(time=0).values
+    out["embeddings"] = emb.reshape(emb.shape[0], -1).T
     return out
 
 
@@ -220,6 +225,9 @@ def main(argv: list[str] | None = None) -> dict:
                  "hand_loop": run_hand_loop(scene, weights, a.model, a.threads, a.batch,
                                             a.tile),
                  "xbatcher": run_xbatcher(scene, weights, a.model, a.threads, a.batch, a.tile)}
+            if i == 0:
+                result["min_cosine_xterrafm_vs_hand"] = round(_cosine(
+                    r["xterrafm"]["embeddings"], r["hand_loop"]["embeddings"]), 5)
             if i == 0 and "embeddings" in r["xbatcher"]:
                 result["min_cosine_hand_vs_xbatcher"] = round(_cosine(
                     r["hand_loop"]["embeddings"], r["xbatcher"]["embeddings"]), 5)
