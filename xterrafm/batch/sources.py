@@ -26,7 +26,6 @@ from typing import Any
 
 from xterrafm._imports import import_gate
 from xterrafm.errors import SourceError
-from xterrafm.io.stac_calibration import group_items_by_crs, item_crs
 
 __all__ = [
     "SourceError",
@@ -34,8 +33,6 @@ __all__ = [
     "SourceSpec",
     "classify_sources",
     "crs_group_name",
-    "group_items_by_crs",
-    "item_crs",
     "modality_from_collection",
     "open_cubes",
     "synthetic_scene_for",
@@ -221,6 +218,7 @@ def open_cubes(sel: SourceSelection, out: Path) -> dict[str, Any]:
     """
     from xterrafm.io.geotiff import open_geotiff
     from xterrafm.io.stac import load_stac
+    from xterrafm.io.stac_calibration import group_items_by_crs
     from xterrafm.io.zarr_store import open_zarr_cube
 
     chunks = _read_chunks(sel.chunk)
@@ -239,8 +237,7 @@ def open_cubes(sel: SourceSelection, out: Path) -> dict[str, Any]:
             raise SourceError(f"cannot tell the modality of collection "
                               f"{items[0].collection_id!r}; pass --modality")
         for crs, group in group_items_by_crs(items).items():
-            cube = load_stac(group, modality=modality, bbox=sel.bbox, crs=crs,
-                                 chunks=chunks)
+            cube = load_stac(group, modality=modality, bbox=sel.bbox, crs=crs, chunks=chunks)
             cubes[_crs_key(cube) if crs is None else str(crs)] = cube
     elif spec.kind == "geotiff":
         if sel.modality is None:
