@@ -26,6 +26,7 @@ __all__ = [
     "ClusterError",
     "EmbedJobError",
     "InputError",
+    "ModelOutputError",
     "RandomWeightsWarning",
     "NotAStoreError",
     "SourceError",
@@ -111,6 +112,11 @@ class ClusterError(XterrafmError, RuntimeError):
 
 class WorkersLostError(XterrafmError, RuntimeError):
     """The cluster lost all its workers during a job and none came back in time."""
+
+
+class ModelOutputError(XterrafmError, RuntimeError):
+    """The model returned NaN or infinite values for windows whose inputs were valid (corrupted
+    weights, an overflow in reduced precision); the message names the windows."""
 
 
 class EmbedJobError(XterrafmError, RuntimeError):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from xterrafm._imports import import_gate
 from xterrafm.embedding import runtime
+from xterrafm.embedding.output_check import check_model_output
 from xterrafm.embedding.spec import ModelSpec
 from xterrafm.embedding.windows import AxisWindows, BlockSpan
 
@@ -188,6 +189,7 @@ def embed_block(pixels: np.ndarray, *, spec: ModelSpec, y: AxisWindows, x: AxisW
         batch = np.stack([filled[t, :, loc_y[jy]:loc_y[jy] + tile, loc_x[jx]:loc_x[jx] + tile]
                           for t, jy, jx in chunk])
         result = run_encoder(model, batch, spec.modality, level, device)
+        check_model_output(result, chunk, y=y, x=x, y_span=y_span, x_span=x_span)
         for (t, jy, jx), emb in zip(chunk, result, strict=True):
             if level == "tile":
                 out[t, :, jy, jx] = emb
