@@ -83,7 +83,7 @@ exit codes:
 RESUME_NOTE = "finished blocks are kept, run the same command again to resume"
 
 #: Subcommands mounted from other modules: name -> module with ``add_<name>_subparser``.
-OPTIONAL_SUBCOMMANDS = {"eval": "xterrafm.eval.cli", "validate": "xterrafm.eval.validate_cli"}
+OPTIONAL_SUBCOMMANDS = {"eval": "xterrafm.eval.cli", "validate": "xterrafm.eval.validate_cli", "export": "xterrafm.export.cli"}
 
 log = logging.getLogger("xterrafm")
 

@@ -157,7 +157,8 @@ class StoreEncoding:
         if self.dtype == "float32":
             return {"embeddings": np.asarray(block, dtype=np.float32)}
         if self.dtype == "float16":
-            half = np.asarray(block, dtype=np.float16)
+            with np.errstate(over="ignore"):
+                half = np.asarray(block, dtype=np.float16)
             over = np.isinf(half) & np.isfinite(block)
             if over.any():
                 raise StoreError(

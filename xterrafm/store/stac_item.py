@@ -99,7 +99,7 @@ def build_store_item(store: str, plan: EmbedPlan, encoding: StoreEncoding,
         from pystac.extensions.projection import ProjectionExtension
 
     gbox = plan.out_geobox
-    footprint = gbox.footprint("epsg:4326")
+    footprint = gbox.footprint("epsg:4326", npoints=4)
     times = _times(plan)
     single = times[0] if len(times) == 1 else None
     props: dict[str, Any] = {}
