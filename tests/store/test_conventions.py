@@ -148,3 +148,14 @@ def test_gdal_reads_int8_stores_raw_with_their_nodata(make_cube, tiny_weights, t
         np.testing.assert_array_equal(ds.read().reshape(raw.shape), raw)
     with rasterio.open(f'ZARR:"{store}":/scales:0') as sc:
         assert sc.dtypes[0] == "float32"
+
+
+def test_inputs_without_dates_get_an_item_saying_so(make_cube, tiny_weights, tmp_path):
+    import pystac
+
+    cube = make_cube(64, 64, chunks=64)
+    cube = cube.assign_coords(time=np.array(["NaT", "NaT"], dtype="datetime64[ns]"))
+    embed_to_zarr(cube, tmp_path / "nodates.zarr", weights=tiny_weights, **TINY)
+    item = pystac.Item.from_file(str(tmp_path / "nodates.stac-item.json"))
+    assert item.properties["xterrafm:acquisition_dates_unknown"] is True
+    assert item.datetime is not None

@@ -115,7 +115,7 @@ def export_cog(store: str | os.PathLike, out_dir: str | os.PathLike, *,
     plans = []
     for src in sources:
         for t, value in enumerate(np.atleast_1d(src.embeddings["time"].values)):
-            plans.append((src, t, value, out_dir / f"{src.stem}_{time_label(value)}.tif"))
+            plans.append((src, t, value, out_dir / f"{src.stem}_{time_label(value, t)}.tif"))
     existing = [str(p) for *_, p in plans if p.exists()]
     if existing and not overwrite:
         raise UsageError(f"export would replace {existing[:3]}; pass overwrite=True "

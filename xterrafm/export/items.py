@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +83,13 @@ def export_sources(store: str | os.PathLike, group: str | None = None) -> list[E
     return out
 
 
-def time_label(value: Any) -> str:
-    """``"20240601T103021"``: a date as it appears in file names."""
-    return str(np.datetime_as_string(np.datetime64(value, "s"), unit="s")).replace("-", "") \
-        .replace(":", "")
+def time_label(value: Any, index: int) -> str:
+    """``"20240601T103021"``: a date as it appears in file names (``"t<index>"`` for an
+    input without dates)."""
+    when = np.datetime64(value, "s")
+    if np.isnat(when):
+        return f"t{index}"
+    return str(np.datetime_as_string(when, unit="s")).replace("-", "").replace(":", "")
 
 
 def runtime_parameters(emb: xr.DataArray) -> dict[str, Any]:
@@ -125,10 +129,14 @@ def export_item(ident: str, emb: xr.DataArray, times: Sequence[Any], asset_href:
 
     gbox = emb.odc.geobox
     footprint = geometry if geometry is not None else gbox.footprint("epsg:4326", npoints=4)
-    dates = sorted(pystac.utils.str_to_datetime(np.datetime_as_string(
-        np.datetime64(t, "s"), unit="s") + "Z") for t in times)
+    known = [np.datetime64(t, "s") for t in times]
+    dates = sorted(pystac.utils.str_to_datetime(np.datetime_as_string(t, unit="s") + "Z")
+                   for t in known if not np.isnat(t))
     props: dict[str, Any] = {"emb:runtime_parameters": runtime_parameters(emb),
                              "data_type": "float32", **(extra or {})}
+    if not dates:  # an input without dates: the export time stands in, and says so
+        dates = [datetime.now(timezone.utc)]
+        props["xterrafm:acquisition_dates_unknown"] = True
     if len(dates) > 1:
         props["start_datetime"] = pystac.utils.datetime_to_str(dates[0])
         props["end_datetime"] = pystac.utils.datetime_to_str(dates[-1])

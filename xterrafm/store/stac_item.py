@@ -43,13 +43,18 @@ ZARR_MEDIA_TYPE = "application/vnd+zarr"
 
 
 def _times(plan: EmbedPlan) -> list[datetime]:
+    """The plan's dates that are dates (inputs without dates have NaT)."""
     with import_gate():
         import numpy as np
 
     out = []
     for t in plan.times:
-        seconds = np.datetime64(t, "s").astype("int64")
-        out.append(datetime.fromtimestamp(int(seconds), tz=timezone.utc))
+        try:
+            value = np.datetime64(t, "s")
+        except ValueError:
+            continue
+        if not np.isnat(value):
+            out.append(datetime.fromtimestamp(int(value.astype("int64")), tz=timezone.utc))
     return out
 
 
@@ -101,8 +106,12 @@ def build_store_item(store: str, plan: EmbedPlan, encoding: StoreEncoding,
     gbox = plan.out_geobox
     footprint = gbox.footprint("epsg:4326", npoints=4)
     times = _times(plan)
-    single = times[0] if len(times) == 1 else None
+    now = datetime.now(timezone.utc)
     props: dict[str, Any] = {}
+    if not times:  # STAC needs a date: the processing time stands in, and says so
+        times = [now]
+        props["xterrafm:acquisition_dates_unknown"] = True
+    single = times[0] if len(times) == 1 else None
     if single is None and times:
         props["start_datetime"] = pystac.utils.datetime_to_str(min(times))
         props["end_datetime"] = pystac.utils.datetime_to_str(max(times))
@@ -111,12 +120,12 @@ def build_store_item(store: str, plan: EmbedPlan, encoding: StoreEncoding,
     runs = int(before.get("xterrafm:runs", 0)) + 1
     props.update({
         "description": f"TerraFM {plan.level}-level embeddings ({plan.embed_dim} dimensions) "
-                       f"of {plan.modality} imagery, {len(times)} date(s)",
+                       f"of {plan.modality} imagery, {len(plan.times)} date(s)",
         "data_type": encoding.dtype,
         "emb:runtime_parameters": runtime_parameters(plan, encoding, zarr_format),
         "emb:energy": {"device_type": usage["device_type"], "name": usage["device_name"],
                        "inference_duration_s": float(usage["wall_s"]), "platform": "local"},
-        "processing:datetime": pystac.utils.datetime_to_str(datetime.now(timezone.utc)),
+        "processing:datetime": pystac.utils.datetime_to_str(now),
         "processing:software": {"xterrafm": str(__version__)},
         "xterrafm:cpu_time_s": float(usage["cpu_s"]),
         "xterrafm:cpu_time_s_total": round(float(before.get("xterrafm:cpu_time_s_total", 0.0))
