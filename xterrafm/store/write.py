@@ -260,7 +260,10 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
     summary : EmbedSummary, optional
         Summary to update in place, block by block, so that it is right when a block fails
         (default: a new one). When the call ends, failed or not, ``counts.written`` is set from
-        the markers this call left in the store: what it wrote, exactly.
+        the markers this call left in the store: what it wrote, exactly (on dask's threaded
+        scheduler the blocks still running when a block fails are waited for first; with a
+        distributed client, a block whose task was already running may still land after the
+        call, and the next run finds it).
     encoding : StoreEncoding, optional
         The store's data type (default float32; it must be the one of the template).
     no_worker_timeout : float
