@@ -159,3 +159,19 @@ def test_inputs_without_dates_get_an_item_saying_so(make_cube, tiny_weights, tmp
     item = pystac.Item.from_file(str(tmp_path / "nodates.stac-item.json"))
     assert item.properties["xterrafm:acquisition_dates_unknown"] is True
     assert item.datetime is not None
+
+
+def test_a_refused_run_leaves_items_alone(store, make_cube, tiny_weights, tmp_path):
+    from xterrafm.errors import NotAStoreError, StoreMismatchError
+
+    before = _item_path(store).read_bytes()
+    cube = make_cube(128, 96, chunks=64, nan_box=(96, 128, 0, 40))
+    with pytest.raises(StoreMismatchError, match="tile: store has 32"):
+        embed_to_zarr(cube, store, weights=tiny_weights, **{**TINY, "tile": 64})
+    assert _item_path(store).read_bytes() == before
+    other = tmp_path / "not-ours"
+    other.mkdir()
+    (other / "data.txt").write_text("keep me")
+    with pytest.raises(NotAStoreError):
+        embed_to_zarr(cube, other, weights=tiny_weights, **TINY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not-ours"]

@@ -117,3 +117,19 @@ def test_float16_refuses_values_beyond_its_range():
         StoreEncoding("float16").encode(block, axis=1)
     fine = StoreEncoding("float16").encode(np.array([[1.0, 6e4]], np.float32), axis=1)
     assert fine["embeddings"].dtype == np.float16
+
+
+def test_the_command_line_writes_and_checks_the_dtype(small_scene, tmp_path, capsys):
+    from xterrafm.cli import EXIT_OK, EXIT_STORE_MISMATCH, main
+
+    out = tmp_path / "emb.zarr"
+    args = ["embed", str(small_scene.item_collections["s2_l2a"]), "--out", str(out),
+            "--cluster", "threads", "--model", "terrafm-tiny", "--tile", "32", "--chunk", "96",
+            "--no-preview", "--no-progress", "-q"]
+    assert main([*args, "--dtype", "int8", "--verify", "checksum"]) == EXIT_OK
+    assert zarr.open_array(str(out), path="embeddings").dtype == np.int8
+    assert zarr.open_group(str(out), mode="r").metadata.zarr_format == 2
+    emb = open_embeddings(out)
+    assert emb.dtype == np.float32 and np.isfinite(emb.values).any()
+    assert main(args) == EXIT_STORE_MISMATCH  # float32 into an int8 store
+    assert "dtype: store has 'int8'" in capsys.readouterr().err

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,10 @@ __all__ = ["RunUsage", "cpu_seconds", "device_description"]
 
 def cpu_seconds() -> float:
     """User + system CPU seconds of the calling process so far (all its threads)."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return float(time.process_time())
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return float(ru.ru_utime + ru.ru_stime)
 

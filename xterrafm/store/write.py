@@ -336,11 +336,12 @@ def write_plan(emb: xr.DataArray, plan: EmbedPlan, store: str, *, summary: Embed
     # workers start building the model now, while the template is written and blocks are read
     preloading = start_preload(plan.spec, client, plan.resources) if client is not None else []
     usage = RunUsage.start(client)
-    failed = True
+    failed, prepared = True, False
     try:
         summary.state = prepare_store(emb, plan, store, overwrite=overwrite,
                                       zarr_format=zarr_format, encoding=encoding,
                                       sources=sources)
+        prepared = True  # from here on the Item describes this store
         emb = _match_store_chunks(emb, store)
         state = resume_state(emb, store, verify=verify)
         if state.damaged:
@@ -367,8 +368,9 @@ def write_plan(emb: xr.DataArray, plan: EmbedPlan, store: str, *, summary: Embed
             if isinstance(handle, threading.Thread):
                 handle.join()
         del preloading
-        _write_item(store, plan, encoding, summary,
-                    usage.stop(client, device=plan.settings.device), sources, failed)
+        if prepared:
+            _write_item(store, plan, encoding, summary,
+                        usage.stop(client, device=plan.settings.device), sources, failed)
     return summary
 
 
@@ -376,9 +378,6 @@ def _write_item(store: str, plan: EmbedPlan, encoding: StoreEncoding, summary: E
                 usage: dict, sources: Sequence[str] | None, failed: bool) -> None:
     """Write the STAC Item; after a failure, a problem with the item is logged, not raised
     (the failure is what the caller must see)."""
-    fs, root = store_fs(store)
-    if not fs.exists(root):
-        return
     try:
         write_store_item(store, plan, encoding, summary, usage, sources)
     except Exception as err:  # noqa: BLE001 - never mask the run's own failure
