@@ -16,7 +16,7 @@ MODULES = (
     "xterrafm", "xterrafm.embedding", "xterrafm.store", "xterrafm.export", "xterrafm.io", "xterrafm.errors",
     "xterrafm.weights", "xterrafm.hub", "xterrafm.normalization", "xterrafm.bands",
     "xterrafm.models", "xterrafm.datasets", "xterrafm.data", "xterrafm.pretrain",
-    "xterrafm.eval", "xterrafm.tilestats", "xterrafm.pca",
+    "xterrafm.eval", "xterrafm.tilestats", "xterrafm.pca", "xterrafm.analysis",
 )
 PAGE = Path(__file__).with_name("api.md")
 

@@ -56,6 +56,7 @@ REQUIREMENTS: dict[str, Callable[[], str | None]] = {
     "requires_h5py": _has_modules("h5py"),
     "requires_export": _has_modules("pyarrow", "geopandas"),
     "requires_nbclient": _has_modules("nbclient", "nbformat", "ipykernel"),
+    "requires_matplotlib": _has_modules("matplotlib"),
     "requires_cuda": _cuda,
 }
 

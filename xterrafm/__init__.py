@@ -27,9 +27,9 @@ _EXPORTS = {
     "EmbedSettings": "xterrafm.embedding.settings",
     "XterrafmError": "xterrafm.errors",
 }
-_SUBMODULES = ("accessor", "bands", "batch", "cli", "data", "datasets", "embedding", "errors",
-               "eval", "export", "io", "models", "normalization", "pca", "pretrain", "store",
-               "tilestats", "weights")
+_SUBMODULES = ("accessor", "analysis", "bands", "batch", "cli", "data", "datasets", "embedding",
+               "errors", "eval", "export", "io", "models", "normalization", "pca", "pretrain",
+               "store", "tilestats", "weights")
 
 __all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
 

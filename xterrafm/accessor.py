@@ -50,6 +50,14 @@ class _TerraFMAccessor:
 
     embed = _Method("xterrafm.embedding.api", "embed")
     embed_to_zarr = _Method("xterrafm.store.write", "embed_to_zarr")
+    # on embedding cubes (xterrafm.analysis)
+    similarity = _Method("xterrafm.analysis.similarity_map", "similarity")
+    top_k = _Method("xterrafm.analysis.search", "top_k")
+    change = _Method("xterrafm.analysis.change_map", "change")
+    plot_pca = _Method("xterrafm.analysis.pictures", "plot_pca")
+    plot_map = _Method("xterrafm.analysis.pictures", "plot_map")
+    # on input cubes
+    plot_true_colour = _Method("xterrafm.analysis.pictures", "plot_true_colour")
 
 
 @xr.register_dataarray_accessor("terrafm")

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from xterrafm._imports import import_gate
 from xterrafm._version import __version__
+from xterrafm.batch.fused_sources import add_fuse_arguments, fuse_selection_from_args
 from xterrafm.batch.interrupts import StopRequests, Terminated
 from xterrafm.cli_options import (
     HelpFormatter,
@@ -120,6 +121,8 @@ examples:
       --collection sentinel-2-l2a --bbox 11.0 46.0 11.2 46.2 --datetime 2024-06 \\
       --modality s2_l2a --out emb.zarr --cluster gateway --adapt 1 20 --gpu 1
   xterrafm embed scene/B*.tif --modality s2_l2a --out emb.zarr --cluster tcp://10.0.0.5:8786
+  xterrafm embed s2_items.json --modality s2_l2a --fuse-with s1_items.json --fuse-modality s1 \\
+      --weights pretrain-output/teacher.safetensors --out fused.zarr
 """
 
 
@@ -147,6 +150,7 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                      "SOURCE)")
     add_settings_arguments(parser, {"input selection": src,
                                     "model": parser.add_argument_group("model")})
+    add_fuse_arguments(parser)  # --fuse-with SOURCE --fuse-modality s1 (xterrafm.batch.fused_sources)
     out = parser.add_argument_group("output")
     out.add_argument("--overwrite", action="store_true",
                      help="delete an existing store and start again (default: resume into it)")
@@ -218,6 +222,7 @@ def embed_job_from_args(args: argparse.Namespace):  # -> EmbedJob
     check_weights_path(settings.weights)
     if args.source:
         classify_sources(args.source)
+    fuse = fuse_selection_from_args(args)
     if args.datetime is not None:
         from xterrafm.io.stac_items import parse_datetime_range
 
@@ -257,7 +262,7 @@ def embed_job_from_args(args: argparse.Namespace):  # -> EmbedJob
                                gpu=args.gpu),
         progress=not (args.no_progress or args.quiet),
         stop_check=getattr(getattr(args, "stop_requests", None), "check", None),
-        dtype=args.dtype, verify=args.verify, zarr_format=args.zarr_format)
+        dtype=args.dtype, verify=args.verify, zarr_format=args.zarr_format, fuse=fuse)
 
 
 def _check_size(flag: str, value: str) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "InputError",
     "ModelOutputError",
     "RandomWeightsWarning",
+    "NoFusionWeightsError",
     "NotAStoreError",
     "SourceError",
     "StoreError",
@@ -81,6 +82,10 @@ class UnsafeWeightsError(WeightsError):
 
 class WeightsMismatchError(WeightsError):
     """Loaded weights are not the ones expected (names, shapes or SHA-256 differ)."""
+
+
+class NoFusionWeightsError(WeightsError):
+    """Fused embeddings were asked of weights without fusion parameters (the published ones)."""
 
 
 class WeightsDownloadError(WeightsError, RuntimeError):

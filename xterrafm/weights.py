@@ -58,19 +58,33 @@ _CONTAINER_KEYS = ("teacher", "state_dict", "model", "student")
 
 # -- reading ---------------------------------------------------------------------------------
 def _unpickler_reason(message: str) -> str:
-    """The line of a ``weights_only`` failure that names the offending object."""
+    """The line of a ``weights_only`` failure that names the offending object (never torch's
+    advice to retry with ``weights_only=False``, which would run the file's code)."""
     if "WeightsUnpickler error:" in message:
         tail = message.split("WeightsUnpickler error:", 1)[1].strip()
         return tail.split(". Please use")[0].split("\n")[0].strip()
-    return message.splitlines()[0] if message else "unknown reason"
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    for ln in lines:
+        if "GLOBAL" in ln or "blocked" in ln:
+            return ln.split(". Please use")[0]
+    safe = [ln for ln in lines if "weights_only" not in ln and "trusted source" not in ln]
+    return safe[0] if safe else "unknown reason"
+
+
+#: What ``torch.load(weights_only=True)`` says when its restricted unpickler refused an object
+#: (a global outside its allow-list, a blocked module): the file needs full unpickling.
+_UNSAFE_MARKERS = ("WeightsUnpickler", "Weights only load failed", "Unsupported global",
+                   "unsupported GLOBAL", "is blocked")
 
 
 def _read_torch_file(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "WeightsUnpickler" not in str(err):  # not a pickle torch understands
-            raise WeightsError(f"cannot read {path} as a torch checkpoint: {err}") from None
+        if not any(marker in str(err) for marker in _UNSAFE_MARKERS):
+            # not a pickle torch understands
+            raise WeightsError(f"cannot read {path} as a torch checkpoint: "
+                               f"{_unpickler_reason(str(err))}") from None
         raise UnsafeWeightsError(
             f"refusing to load {path}: torch.load(weights_only=True) found pickle content "
             f"beyond tensors and plain containers ({_unpickler_reason(str(err))}). Unpickling "
@@ -118,7 +132,11 @@ def read_weights(path: str | os.PathLike) -> dict[str, Tensor]:
         with import_gate():
             from safetensors.torch import load_file
 
-        obj: object = load_file(str(p), device="cpu")
+        try:
+            obj: object = load_file(str(p), device="cpu")
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+            raise WeightsError(f"cannot read {p} as a .safetensors file (truncated or not "
+                               f"safetensors?): {err}") from None
     elif suffix in {".pth", ".pt", ".bin", ".ckpt"}:
         obj = _read_torch_file(p)
     else:

@@ -20,6 +20,9 @@ from xterrafm.cli import EXIT_OK, EXIT_USAGE, main
     (["--memory-limit", "lots"], "--memory-limit 'lots'"),
     (["--datetime", "June"], "datetime 'June'"),
     (["--stride", "300"], "stride 300 is larger than tile 224"),
+    (["--calibration", "percent"], "calibration must be one of"),
+    (["--calibration", "scale=abc"], "scale='abc' is not a number"),
+    (["--bands", "B02,B02"], "names a band twice"),
 ])
 def test_usage_errors_exit_2_and_write_nothing(tmp_path: Path, capsys, args, says) -> None:
     out = tmp_path / "run" / "e.zarr"

@@ -7,7 +7,7 @@ import xarray as xr
 from PIL import Image
 
 from xterrafm.cli import main
-from xterrafm.pca import pca_rgb
+from xterrafm.pca import NODATA_RGB, pca_rgb
 from xterrafm.store import embed_to_zarr
 
 
@@ -39,7 +39,10 @@ def test_pca_rgb_colours_separate_groups():
     emb[0, 0, 0] = np.nan
     img = pca_rgb(emb + np.random.default_rng(0).normal(0, 1e-3, emb.shape), upscale=2)
     assert img.shape == (8, 12, 3) and img.dtype == np.uint8
-    assert (img[0, 0] == 0).all()  # NaN cell is black
+    # the NaN cell carries the magenta/white hatch, not a colour PCA could give it
+    assert (img[0, 0] == NODATA_RGB).all() and (img[0, 1] == NODATA_RGB).all()
+    big = pca_rgb(emb, upscale=8)[:8, :8]
+    assert {tuple(c) for c in big.reshape(-1, 3)} == {NODATA_RGB, (255, 255, 255)}
     assert np.abs(img[2, 2].astype(int) - img[2, 10].astype(int)).sum() > 100
 
 

@@ -56,6 +56,14 @@ def test_the_command_line_offers_the_settings_and_keeps_their_defaults():
                               "--precision", "bf16", "--min-valid", "0.25"])
     s = settings_from_namespace(args)
     assert (s.tile, s.normalize, s.precision, s.min_valid) == (64, None, "bf16", 0.25)
+    args = parser.parse_args(["--out", "e.zarr", "--calibration", "scale=0.0001,offset=-0.1,"
+                              "nodata=0", "--bands", "VV,VH"])
+    s = settings_from_namespace(args)
+    assert (s.calibration.scale, s.calibration.offset, s.calibration.nodata) == \
+        ((1e-4,), (-0.1,), 0.0)
+    assert s.bands == ("VV", "VH")
+    assert settings_from_namespace(parser.parse_args(
+        ["--out", "e.zarr", "--calibration", "s2-dn-offset"])).calibration.name == "s2-dn-offset"
 
 
 @pytest.mark.parametrize(("kwargs", "says"), [
@@ -70,6 +78,14 @@ def test_the_command_line_offers_the_settings_and_keeps_their_defaults():
     ({"level": "pixel"}, "level must be"),
     ({"weights": {"a": 1}}, "not an in-memory state_dict"),
     ({"block_cells": (1, 2, 3)}, "block_cells"),
+    ({"calibration": "percent"}, "calibration must be one of"),
+    ({"calibration": {"scale": 0}}, "scale must not be 0"),
+    ({"calibration": {"gain": 2}}, "unknown key"),
+    ({"calibration": {"scale": float("nan")}}, "finite number"),
+    ({"bands": ["B02", "B02"]}, "names a band twice"),
+    ({"bands": {"a": "B02", "b": "B02"}}, "several inputs to one band"),
+    ({"items": 3}, "items must be a list"),
+    ({"items": []}, "items is empty"),
 ])
 def test_bad_values_are_refused_naming_the_setting(kwargs, says):
     with pytest.raises(UsageError, match=says):

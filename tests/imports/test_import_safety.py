@@ -110,3 +110,19 @@ def test_every_module_imports_first_in_a_fresh_interpreter():
     failed = [f"{job[1]}: {res.stderr.strip()[-400:]}"
               for job, res in _run_all(jobs) if res.returncode != 0]
     assert failed == []
+
+
+def test_no_package_exports_a_name_of_one_of_its_submodules():
+    # importing the submodule binds its name on the package and would hide the export
+    # (xterrafm.eval.knn would become the module, not the function)
+    import importlib
+
+    files = module_files()
+    clashes = []
+    for name, path in files.items():
+        if path.name != "__init__.py":
+            continue
+        package = importlib.import_module(name)
+        exported = set(getattr(package, "_EXPORTS", {}))
+        clashes += [f"{name}.{n}" for n in exported if f"{name}.{n}" in files]
+    assert clashes == []

@@ -81,6 +81,9 @@ class EmbedJob:
         How a resume checks the chunks of blocks marked done (:mod:`xterrafm.store.markers`).
     zarr_format : int
         Zarr format of new stores (2: readable by GDAL; or 3).
+    fuse : FuseSelection, optional
+        A second modality fused with the first
+        (:mod:`xterrafm.batch.fused_sources`, ``--fuse-with``).
     """
 
     out: Path
@@ -97,6 +100,7 @@ class EmbedJob:
     dtype: str = "float32"
     verify: str = "size"
     zarr_format: int = 2
+    fuse: Any = None
 
 
 def store_paths(out: Path, crs_keys: list[str]) -> dict[str, tuple[str, str | None]]:
@@ -175,6 +179,7 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
         On Ctrl-C, after the cluster was shut down.
     """
     from xterrafm.embedding.api import embed_and_plan
+    from xterrafm.store.conventions import input_sources
     from xterrafm.store.counts import EmbedSummary
     from xterrafm.store.encoding import StoreEncoding
     from xterrafm.store.write import STORE_SALT, adopt_store_grid, default_wave_size, write_plan
@@ -182,6 +187,10 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
     StoreEncoding(job.dtype)  # a bad dtype is refused before anything is read
 
     cubes = open_cubes(job.inputs, job.out)
+    if job.fuse is not None:  # {crs: {modality: cube, ...}}: fused embeddings
+        from xterrafm.batch.fused_sources import attach_fused
+
+        cubes = attach_fused(cubes, job.inputs, job.fuse, job.out)
     t0 = time.perf_counter()  # wall time: cluster, embedding, writing (not scene generation)
     targets = store_paths(job.out, list(cubes))
     summary = JobSummary(out=str(job.out), level=job.settings.level)
@@ -198,7 +207,9 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
         wave_size = job.wave_size or default_wave_size(running.client)
         for crs, cube in cubes.items():
             store, group = targets[crs]
-            log.info("embedding %s cube %s into %s", crs, dict(cube.sizes), store)
+            sizes = dict(cube.sizes) if hasattr(cube, "sizes") else \
+                {m: dict(c.sizes) for m, c in cube.items()}  # fused: {modality: cube}
+            log.info("embedding %s cube %s into %s", crs, sizes, store)
             result = EmbedSummary(store=str(job.out), level=job.settings.level, crs=crs,
                                   group=group)
             summary.stores.append(result)
@@ -213,7 +224,7 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
                            overwrite=overwrite, wave_size=wave_size, on_wave=on_wave,
                            progress=job.progress, zarr_format=job.zarr_format,
                            dtype=job.dtype, verify=job.verify,
-                           sources=list(cube.attrs.get("source_hrefs", []) or []))
+                           sources=input_sources(cube))
             except (KeyboardInterrupt, SystemExit, UsageError, StoreError, WeightsError):
                 raise  # refused before any block ran: the caller reports it as it is
             except Exception as err:

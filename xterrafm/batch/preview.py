@@ -2,8 +2,8 @@
 
 The preview reads at most ``max_side`` cells along each axis of the first date (a strided
 subsample of large stores), colours them with :func:`xterrafm.pca.pca_rgb` (empty cells
-black), and enlarges small grids with nearest-neighbour resampling so that the image is at
-least ``min_side`` pixels across.
+hatched magenta and white, a pattern no data colour can take), and enlarges small grids with
+nearest-neighbour resampling so that the image is at least ``min_side`` pixels across.
 """
 
 from __future__ import annotations
@@ -52,11 +52,8 @@ def write_preview(
     step = max(1, math.ceil(max(emb.sizes["y"], emb.sizes["x"]) / max_side))
     sub = emb.isel(y=slice(None, None, step), x=slice(None, None, step))
     arr = np.asarray(sub.transpose("embedding", "y", "x").values, dtype=np.float32)
-    rgb = pca_rgb(arr)
-    image = Image.fromarray(rgb, mode="RGB")
-    factor = max(1, math.ceil(min_side / max(rgb.shape[:2])))
-    if factor > 1:
-        image = image.resize((rgb.shape[1] * factor, rgb.shape[0] * factor), Image.NEAREST)
+    factor = max(1, math.ceil(min_side / max(arr.shape[1:])))
+    image = Image.fromarray(pca_rgb(arr, upscale=factor), mode="RGB")
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
     image.save(png)

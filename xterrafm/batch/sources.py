@@ -8,9 +8,10 @@ SOURCE forms (decided from the text, no network access needed to classify):
 - ``geotiff``: ``.tif``/``.tiff`` paths or URLs (several allowed);
 - ``zarr``: a path or URL ending in ``.zarr`` (a cube written by :mod:`xterrafm.io`).
 
-STAC items are grouped by their projection (``proj:code`` / ``proj:epsg``) so that an area
-spanning several UTM zones becomes one cube per zone, each on its native grid: no
-reprojection of Sentinel-2 tiles across zones.
+STAC items are grouped by their projection (``proj:code`` / ``proj:epsg``;
+:func:`xterrafm.io.stac_calibration.group_items_by_crs`, as :func:`xterrafm.io.load_stac_per_crs`
+does) so that an area spanning several UTM zones becomes one cube per zone, each on its native
+grid: no reprojection of Sentinel-2 tiles across zones.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +33,12 @@ __all__ = [
     "SourceSpec",
     "classify_sources",
     "crs_group_name",
-    "group_items_by_crs",
-    "item_crs",
     "modality_from_collection",
     "open_cubes",
     "synthetic_scene_for",
 ]
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -139,37 +136,9 @@ def modality_from_collection(collection: str | None) -> str | None:
     return None
 
 
-def item_crs(item: Any) -> str | None:
-    """``"EPSG:<code>"`` (or the ``proj:code`` text) of an item, from item or asset metadata."""
-    candidates = [item.properties]
-    candidates += [asset.extra_fields for asset in item.assets.values()]
-    for props in candidates:
-        code = props.get("proj:code")
-        if code:
-            return str(code)
-        epsg = props.get("proj:epsg")
-        if epsg:
-            return f"EPSG:{int(epsg)}"
-    return None
-
-
 def crs_group_name(crs: str) -> str:
     """Zarr group name for a CRS: ``"EPSG:32632"`` -> ``"EPSG_32632"``."""
     return "".join(c if c.isalnum() else "_" for c in str(crs))
-
-
-def group_items_by_crs(items: Sequence[Any]) -> dict[str | None, list[Any]]:
-    """Group STAC items by :func:`item_crs` (``None`` for items without projection metadata).
-
-    Returns
-    -------
-    dict
-        Ordered by CRS text; items keep their order within a group.
-    """
-    groups: dict[str | None, list[Any]] = defaultdict(list)
-    for item in items:
-        groups[item_crs(item)].append(item)
-    return dict(sorted(groups.items(), key=lambda kv: (kv[0] is None, str(kv[0]))))
 
 
 def synthetic_scene_for(out: Path, size: int) -> Any:
@@ -251,6 +220,7 @@ def open_cubes(sel: SourceSelection, out: Path) -> dict[str, Any]:
     """
     from xterrafm.io.geotiff import open_geotiff
     from xterrafm.io.stac import load_stac
+    from xterrafm.io.stac_calibration import group_items_by_crs
     from xterrafm.io.zarr_store import open_zarr_cube
 
     chunks = _read_chunks(sel.chunk)

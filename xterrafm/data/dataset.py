@@ -297,7 +297,7 @@ class TileDataset(IterableDataset):
         return rng, dates
 
     def _read_window(self, blocks: np.ndarray, needed: dict) -> dict:
-        from xterrafm.normalization import normalize
+        from xterrafm.model_input import normalize_and_fill
 
         data: dict = {}
         for blk in blocks.tolist():
@@ -308,8 +308,7 @@ class TileDataset(IterableDataset):
                 if not times:
                     continue
                 raw = cube.read_modality(m, window, times=times)
-                norm = np.asarray(normalize(raw, m, spec=self.normalization), dtype=np.float32)
-                norm = np.nan_to_num(norm, nan=0.0, posinf=0.0, neginf=0.0)
+                norm = normalize_and_fill(raw, m, self.normalization)[0]
                 for i, t in enumerate(times):
                     data[(blk, m, t)] = norm[i]
             if self.views is None:

@@ -13,8 +13,10 @@ from collections.abc import Hashable
 from typing import Any
 
 from xterrafm._imports import import_gate
+from xterrafm.embedding.calibration import calibrate_input
+from xterrafm.embedding.fused_api import fused_anchor, fused_embed_and_plan, is_fused_input
 from xterrafm.embedding.graph import embed_dask
-from xterrafm.embedding.inputs import as_band_cube, cube_geobox
+from xterrafm.embedding.inputs import cube_geobox, read_band_input
 from xterrafm.embedding.plan import EmbedPlan, make_plan
 from xterrafm.embedding.scheduling import get_client
 from xterrafm.embedding.settings import EmbedSettings, settings_docstring, settings_parameters
@@ -34,22 +36,30 @@ EMBED_DIM = "embedding"
 
 def plan_embedding(cube: xr.DataArray | xr.Dataset, settings: EmbedSettings, *,
                    client: Any = None) -> tuple[xr.DataArray, EmbedPlan]:
-    """Check an input cube and make the plan of its embedding.
+    """Check an input cube, bring it to physical units and make the plan of its embedding.
+
+    Bands are named and ordered (:mod:`~xterrafm.embedding.inputs`), the grid is checked, and
+    the values are calibrated and checked (:mod:`~xterrafm.embedding.calibration`: from dtype
+    and attrs, plus one bounded sample of at most 4 chunks of the first date unless the cube
+    comes from ``load_stac`` or ``calibration="none"``), all before any embedding is computed.
 
     Returns
     -------
     cube : DataArray
-        The input as ``(time, band, y, x)`` in the modality's band order, dask-backed.
+        The input as ``(time, band, y, x)`` in the modality's band order, in physical units,
+        dask-backed.
     plan : EmbedPlan
     """
-    cube, modality = as_band_cube(cube, settings.modality)
-    geobox = cube_geobox(cube)
+    inp = read_band_input(cube, settings.modality, settings.bands)
+    geobox = cube_geobox(inp.cube)
+    cube, calibration = calibrate_input(inp, settings.calibration, settings.items)
+    modality = inp.modality
     if not isinstance(cube.data, da.Array):
         cube = cube.copy(data=da.from_array(np.asarray(cube.data), chunks=(1, -1, 2048, 2048)))
     chunks = cube.data.chunks[2:]
     times = [str(t) for t in np.atleast_1d(cube["time"].values)]
     plan = make_plan(settings, modality=modality, geobox=geobox, chunks=chunks, times=times,
-                     client=get_client(client))
+                     client=get_client(client), calibration=calibration)
     return cube, plan
 
 
@@ -76,6 +86,8 @@ def embed_and_plan(cube: xr.DataArray | xr.Dataset, settings: EmbedSettings | No
     always has a ``time`` dimension.
     """
     settings = EmbedSettings.from_options(settings, **options)
+    if is_fused_input(cube):  # {"s1": cube, "s2_l2a": cube}: xterrafm.embedding.fused_api
+        return fused_embed_and_plan(cube, settings, client=client, salt=salt)
     cube, plan = plan_embedding(cube, settings, client=client)
     return wrap_embeddings(embed_dask(cube.data, plan, salt=salt), plan, cube), plan
 
@@ -86,10 +98,18 @@ def embed(cube: xr.DataArray | xr.Dataset, settings: EmbedSettings | None = None
 
     Parameters
     ----------
-    cube : DataArray or Dataset
+    cube : DataArray, Dataset or mapping
         ``(time, band, y, x)`` (or ``(band, y, x)``) cube in physical units (S2 reflectance, S1
         linear power) with NaN for no data and a CRS (``cube.odc.geobox``), as
-        :mod:`xterrafm.io` returns; or a Dataset with one variable per band.
+        :mod:`xterrafm.io` returns; or a Dataset with one variable per band; or a mapping
+        ``{{"s1": s1_cube, "s2_l2a": s2_cube}}`` of co-registered cubes on one grid, embedded
+        through the model's cross-attention fusion (see :mod:`xterrafm.embedding.fused_api`;
+        needs weights pretrained with fusion, which the published checkpoints are not).
+    cube : DataArray or Dataset
+        ``(time, band, y, x)`` (or ``(band, y, x)``) cube with a CRS (``cube.odc.geobox``): in
+        physical units (S2 reflectance, S1 linear power) with NaN for no data, as
+        :mod:`xterrafm.io` returns, or with what ``calibration``/``items`` need to get there
+        (see docs/inputs.md); or a Dataset with one variable per band (odc-stac).
     settings : EmbedSettings, optional
         All settings at once; keyword arguments below override its fields.
     client : distributed.Client, optional
@@ -111,7 +131,8 @@ def embed(cube: xr.DataArray | xr.Dataset, settings: EmbedSettings | None = None
     ``with xterrafm.embedding.scheduling.keep_annotations():``.
     """
     out, _ = embed_and_plan(cube, settings, client=client, **options)
-    return out if "time" in cube.dims else out.isel(time=0, drop=True)
+    dims = fused_anchor(cube).dims if is_fused_input(cube) else cube.dims
+    return out if "time" in dims else out.isel(time=0, drop=True)
 
 
 embed.__doc__ = embed.__doc__.format(settings=settings_docstring())

@@ -167,6 +167,9 @@ class EmbedPlan:
         Dates of the input (ISO strings), one output slice each.
     weights_source : str
         Where the weights come from (file path, ``"hf"``, ``"random-init(seed=0)"``).
+    calibration : str
+        How the input became physical units and how that was checked
+        (:func:`xterrafm.embedding.calibration.calibrate_input`).
     """
 
     settings: EmbedSettings
@@ -180,6 +183,7 @@ class EmbedPlan:
     out_geobox: GeoBox
     times: tuple[str, ...] = field(default=())
     weights_source: str = ""
+    calibration: str = ""
 
     @property
     def modality(self) -> str:
@@ -232,6 +236,7 @@ class EmbedPlan:
             "patch_size": self.y.patch,
             "min_valid": s.min_valid,
             "fill": FILL_NOTE,
+            "calibration": self.calibration or "not recorded",
             "device": s.device,
             "precision": s.precision,
             "xterrafm_version": str(__version__),
@@ -246,7 +251,7 @@ def _default_cells(chunks: Sequence[int], axis: AxisWindows) -> int:
 
 def make_plan(settings: EmbedSettings, *, modality: str, geobox: GeoBox,
               chunks: tuple[Sequence[int], Sequence[int]], times: Sequence[str] = (),
-              client: Any = None) -> EmbedPlan:
+              client: Any = None, calibration: str = "") -> EmbedPlan:
     """Decide an embedding job.
 
     Parameters
@@ -262,6 +267,8 @@ def make_plan(settings: EmbedSettings, *, modality: str, geobox: GeoBox,
         Dates of the input.
     client : distributed.Client, optional
         Client whose workers decide ``resources="auto"``.
+    calibration : str
+        What was applied to the input (recorded in the output's attrs).
 
     Returns
     -------
@@ -303,4 +310,5 @@ def make_plan(settings: EmbedSettings, *, modality: str, geobox: GeoBox,
     return EmbedPlan(settings=settings, spec=spec, y=y_ax, x=x_ax, cells=cells, embed_dim=dim,
                      resources=dict(resources) if isinstance(resources, Mapping) else None,
                      geobox=geobox, out_geobox=output_geobox(geobox, y_ax, x_ax),
-                     times=tuple(str(t) for t in times), weights_source=source)
+                     times=tuple(str(t) for t in times), weights_source=source,
+                     calibration=calibration)

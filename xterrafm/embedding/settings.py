@@ -23,6 +23,8 @@ from typing import Any
 
 from xterrafm.bands import MODALITIES, check_modality
 from xterrafm.cli_options import fraction, non_negative_int, positive_int
+from xterrafm.embedding.calibration_spec import parse_bands, parse_calibration
+from xterrafm.embedding.pairing import DEFAULT_PAIR_TOLERANCE, parse_tolerance
 from xterrafm.errors import UsageError
 from xterrafm.models.config import CONFIGS, get_config
 from xterrafm.models.precision import PRECISIONS, canonical_precision
@@ -90,6 +92,31 @@ class EmbedSettings:
         None, "Input modality (``s1``, ``s2_l1c``, ``s2_l2a``); default: what the cube's attrs "
         "record.", type_doc="str, optional", group="input selection",
         choices=tuple(sorted(MODALITIES)))
+    calibration: Any = _option(
+        "auto", "How the input's values become physical units. ``\"auto\"``: from what the "
+        "input carries (``items``, CF ``scale_factor``/``add_offset``/``_FillValue``, "
+        "``nodata`` attrs, a ``units`` attr of dB); integer or boolean values without such "
+        "metadata, and values far outside the modality's physical range (checked on a small "
+        "sample: at most 4 chunks of the first date are read), are refused. ``\"none\"``: "
+        "physical units already (nothing applied or sampled). ``\"s2-dn\"``: Sentinel-2 "
+        "DN / 10000; ``\"s2-dn-offset\"``: (DN - 1000) / 10000 (processing baseline >= "
+        "04.00); ``\"db\"``: Sentinel-1 decibels to linear power; or a mapping ``{scale, "
+        "offset, nodata, db}`` (see docs/inputs.md).",
+        type_doc="str or mapping", group="input selection", metavar="NAME|scale=..,offset=..")
+    bands: Any = _option(
+        None, "Names of the input's bands in its own order (e.g. ``[\"B02\", \"B03\", "
+        "...]`` for a raster whose bands are numbered 1..N), or a mapping ``{input label: "
+        "band}``; names may be aliases (``blue``, ``nir``). Default: the band coordinate, the "
+        "Dataset's variable names, or the GeoTIFF band descriptions (``long_name``).",
+        type_doc="list of str or mapping, optional", group="input selection",
+        metavar="B1,B2,...")
+    items: Any = _option(
+        None, "STAC items the input was loaded from (e.g. with ``odc.stac.load``): a list, an "
+        "ItemCollection or the path of an ItemCollection JSON. With ``calibration=\"auto\"`` "
+        "their ``raster:bands`` scale/offset/nodata (or the Sentinel-2 processing baseline) "
+        "calibrate the input exactly as :func:`xterrafm.io.load_stac` does, and Sentinel-1 "
+        "items that are not RTC are refused.",
+        type_doc="list of pystac.Item, ItemCollection or path, optional", flag=None)
     level: str = _option(
         "tile", "``\"tile\"``: one CLS embedding per window of ``tile`` px every ``stride`` px; "
         "``\"patch\"``: the patch tokens, one per 16 x 16 px, on the input grid zoomed out 16x.",
@@ -127,6 +154,12 @@ class EmbedSettings:
         "auto", "Resources the model tasks ask the scheduler for; ``\"auto\"``: ``{\"GPU\": 1}`` "
         "when workers of the distributed client declare a ``GPU`` resource; None: none.",
         type_doc="\"auto\", dict or None", flag=None)
+    # -- fused inputs ({"s1": cube, "s2_l2a": cube}, see xterrafm.embedding.fused_api) --------
+    pair_tolerance: str = _option(
+        DEFAULT_PAIR_TOLERANCE, "Fused inputs only: each date of the optical cube is paired with "
+        "the other cube's acquisition nearest in time within this duration (``\"6D\"``, "
+        "``\"36h\"``); dates without one are embedded from the optical cube alone.",
+        type_doc="str", group="input selection", metavar="DURATION")
 
     def __post_init__(self) -> None:
         put = object.__setattr__  # frozen: values are normalised once, here
@@ -145,6 +178,18 @@ class EmbedSettings:
                 put(self, "modality", check_modality(self.modality))
             except ValueError as err:
                 raise UsageError(f"modality: {err}") from None
+        put(self, "calibration", parse_calibration(self.calibration))
+        put(self, "bands", parse_bands(self.bands))
+        if self.items is not None:
+            if isinstance(self.items, (str, bytes)) or hasattr(self.items, "__fspath__"):
+                put(self, "items", str(self.items))
+            elif isinstance(self.items, Mapping) or not hasattr(self.items, "__iter__"):
+                raise UsageError("items must be a list of STAC items, an ItemCollection or the "
+                                 f"path of an ItemCollection JSON; got {type(self.items).__name__}")
+            else:
+                put(self, "items", tuple(self.items))
+                if not self.items:
+                    raise UsageError("items is empty")
         if self.level not in LEVELS:
             raise UsageError(f"level must be one of {list(LEVELS)}; got {self.level!r}")
         tile = _int_value("tile", self.tile)
@@ -187,6 +232,10 @@ class EmbedSettings:
         if not (self.resources is None or self.resources == "auto"
                 or isinstance(self.resources, Mapping)):
             raise UsageError(f"resources must be 'auto', None or a dict; got {self.resources!r}")
+        try:
+            parse_tolerance(self.pair_tolerance)
+        except ValueError as err:
+            raise UsageError(f"pair_tolerance: {err}") from None
 
     @property
     def step(self) -> int:

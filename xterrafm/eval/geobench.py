@@ -10,6 +10,15 @@ Layout of a task folder, as the GEO-Bench download unpacks it::
                                  whose "label" entry is the class (or a multi-hot vector)
         labels.json              optional: {"<name>": label}, used instead of the attribute
 
+The TerraFM paper's kNN tasks are the four Sentinel-2 classification tasks, described in
+:data:`TASKS`: which stem (L1C or L2A) each needs, how its stored values become reflectance,
+which band each stored channel really holds (``m-eurosat`` and ``m-brick-kiln`` were published
+with wrong band names, ServiceNow/geo-bench issues 28 and 29), and which TerraFM bands it lacks
+(``m-so2sat``: B01, B09; ``m-brick-kiln``: B06, B09). Missing bands are filled by a documented
+policy (:data:`MISSING_POLICIES`, default ``"interpolate"``) so that every task runs.
+The 1 % setting is GEO-Bench's own partition file ``0.01x_train_partition.json``
+(:func:`partition_name`).
+
 Labels are read from the pickled attribute *without unpickling it*: the reader resolves no
 global name at all, so every class, function or module the pickle mentions (GEO-Bench's band
 classes, numpy's reconstructors, or anything hostile) becomes an inert placeholder and no code
@@ -25,6 +34,8 @@ import io
 import json
 import os
 import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +47,98 @@ with import_gate():
     import numpy as np
 
 __all__ = [
+    "GEOBENCH_S2_NAMES",
+    "MISSING_POLICIES",
+    "TASKS",
+    "GeoBenchTask",
     "band_prefix",
+    "fill_missing_bands",
     "load_split",
+    "partition_name",
     "read_label",
     "read_sample",
+    "task_for",
 ]
+
+#: GEO-Bench's dataset names of the 13 Sentinel-2 bands, in the order its metadata lists them.
+GEOBENCH_S2_NAMES = ("01 - Coastal aerosol", "02 - Blue", "03 - Green", "04 - Red",
+                     "05 - Vegetation Red Edge", "06 - Vegetation Red Edge",
+                     "07 - Vegetation Red Edge", "08 - NIR", "08A - Vegetation Red Edge",
+                     "09 - Water vapour", "10 - SWIR - Cirrus", "11 - SWIR", "12 - SWIR")
+
+#: How bands a task lacks are filled: ``"interpolate"`` linearly in wavelength between the
+#: nearest present bands on either side (the nearest one beyond the ends: B01 <- B02,
+#: B09 <- B8A and B11), ``"mean"`` with the normalisation's mean (0 after normalisation),
+#: ``"error"`` refuses.
+MISSING_POLICIES = ("interpolate", "mean", "error")
+
+
+@dataclass(frozen=True)
+class GeoBenchTask:
+    """One GEO-Bench classification task as xterrafm reads it.
+
+    Attributes
+    ----------
+    name : str
+        Folder name (``m-eurosat``).
+    modality : str
+        TerraFM stem: ``"s2_l1c"`` or ``"s2_l2a"`` (the product the task's images come from).
+    scale : float
+        Stored value -> reflectance (``1e-4`` for digital numbers, 1 when stored as reflectance).
+    channels : tuple of str or None
+        The band each stored channel really holds, in the order of :data:`GEOBENCH_S2_NAMES`
+        (the channel stored under the i-th name holds ``channels[i]``; None: the names are
+        right). Entries that are not TerraFM bands (B10, true-colour composites) are ignored.
+    missing : tuple of str
+        TerraFM bands the task does not have.
+    multilabel : bool
+        Scored with micro-F1 of one binary kNN per class.
+    source : str
+        Where these facts come from.
+    """
+
+    name: str
+    modality: str
+    scale: float
+    channels: tuple[str, ...] | None = None
+    missing: tuple[str, ...] = ()
+    multilabel: bool = False
+    source: str = ""
+
+
+#: The TerraFM paper's GEO-Bench kNN tasks.
+TASKS: dict[str, GeoBenchTask] = {t.name: t for t in (
+    GeoBenchTask("m-eurosat", "s2_l1c", 1e-4,
+                 channels=("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09",
+                           "B10", "B11", "B12", "B8A"),
+                 source="EuroSAT MS: Level-1C digital numbers; B8A stored last but named 08A "
+                        "(ServiceNow/geo-bench issue 28, README 'Known issues')"),
+    GeoBenchTask("m-bigearthnet", "s2_l2a", 1e-4, multilabel=True,
+                 source="BigEarthNet v1: Sentinel-2 Level-2A (Sen2Cor) digital numbers, "
+                        "12 bands without B10"),
+    GeoBenchTask("m-so2sat", "s2_l1c", 1.0, missing=("B01", "B09"),
+                 source="So2Sat LCZ42: 10 Level-1C bands stored as reflectance (no B01, B09, "
+                        "B10), beside 8 Sentinel-1 channels that are not read"),
+    GeoBenchTask("m-brick-kiln", "s2_l1c", 1e-4,
+                 channels=("B01", "B02", "B03", "B04", "B05", "B07", "B8A", "B08", "B11",
+                           "B12", "TCI_R", "TCI_G", "TCI_B"),
+                 missing=("B06", "B09"),
+                 source="kiln-scaling export of Level-1C digital numbers: B01 B02 B03 B04 B05 "
+                        "B07 B8A B08 B11 B12 + 8-bit true colour, under the 13 standard names "
+                        "(ServiceNow/geo-bench issue 29, README 'Known issues')"),
+)}
+
+
+def task_for(task_dir: str | os.PathLike) -> GeoBenchTask | None:
+    """The :data:`TASKS` entry of a task folder (by its name), or None for another task."""
+    return TASKS.get(Path(task_dir).name)
+
+
+def partition_name(train_fraction: float) -> str:
+    """GEO-Bench's partition of a training fraction: 0.01 -> ``"0.01x_train"``, 1 -> default."""
+    if train_fraction == 1.0:
+        return "default"
+    return f"{train_fraction:.2f}x_train"
 
 
 def band_prefix(band: str) -> str:
@@ -48,8 +146,97 @@ def band_prefix(band: str) -> str:
     return band[1:].zfill(2) if band != "B8A" else "08A"
 
 
+def _datasets_by_band(names: Sequence[str], channels: Sequence[str] | None) -> dict[str, str]:
+    """``{band: HDF5 dataset name}`` of a sample's Sentinel-2 datasets.
+
+    Datasets are matched by GEO-Bench's full Sentinel-2 names (so ``"02 - VH.Imaginary"``, a
+    Sentinel-1 channel of m-so2sat, is never taken for ``"02 - Blue"``); with ``channels`` the
+    dataset stored under the i-th standard name holds ``channels[i]``.
+    """
+    present = set(names)
+    out: dict[str, str] = {}
+    for i, std in enumerate(GEOBENCH_S2_NAMES):
+        if std not in present:
+            continue
+        if channels is not None:
+            out[channels[i]] = std
+        else:
+            prefix = std.split(" - ")[0]
+            band = "B8A" if prefix == "08A" else f"B{prefix}"
+            out[band] = std
+    return out
+
+
+def _wavelength(band: str) -> float:
+    from xterrafm.bands import S2_L2A
+
+    return float(S2_L2A.band(band).wavelength_um)
+
+
+def fill_missing_bands(bands: dict[str, np.ndarray], modality: str, policy: str = "interpolate",
+                       spec: str = "terrafm-v1") -> tuple[np.ndarray, list[str]]:
+    """Stack a sample's bands in TerraFM order, filling the ones it lacks.
+
+    Parameters
+    ----------
+    bands : dict
+        ``{band: (H, W) array}`` in physical units (reflectance).
+    modality : str
+    policy : {"interpolate", "mean", "error"}
+        See :data:`MISSING_POLICIES`.
+    spec : str
+        Normalisation spec whose means ``"mean"`` uses.
+
+    Returns
+    -------
+    image : ndarray float32, shape (12, H, W)
+    filled : list of str
+        The bands that were filled.
+
+    Raises
+    ------
+    InputError
+        A band is missing and ``policy="error"``; an unknown policy; no band present.
+    """
+    if policy not in MISSING_POLICIES:
+        raise InputError(f"unknown missing-band policy {policy!r}; expected one of "
+                         f"{list(MISSING_POLICIES)}")
+    order = get_modality(modality).band_names
+    have = [b for b in order if b in bands]
+    lacking = [b for b in order if b not in bands]
+    if not have:
+        raise InputError(f"no band of {modality} is present (have {sorted(bands)})")
+    if lacking and policy == "error":
+        raise InputError(f"bands {lacking} are missing (policy 'error'); pass another "
+                         f"missing-band policy ({list(MISSING_POLICIES)})")
+    out = {b: np.asarray(bands[b], np.float32) for b in have}
+    if lacking and policy == "mean":
+        from xterrafm.normalization import load_spec
+
+        entry = load_spec(spec)["modalities"][modality]
+        means = dict(zip(entry["bands"], entry["mean"], strict=True))
+        shape = out[have[0]].shape
+        for b in lacking:
+            out[b] = np.full(shape, np.float32(means[b]), np.float32)
+    elif lacking:
+        waves = {b: _wavelength(b) for b in have}
+        for b in lacking:
+            w = _wavelength(b)
+            below = [h for h in have if waves[h] < w]
+            above = [h for h in have if waves[h] > w]
+            lo = max(below, key=lambda h: waves[h]) if below else None
+            hi = min(above, key=lambda h: waves[h]) if above else None
+            if lo is None or hi is None:
+                out[b] = out[hi or lo].copy()
+            else:
+                t = (w - waves[lo]) / (waves[hi] - waves[lo])
+                out[b] = ((1 - t) * out[lo] + t * out[hi]).astype(np.float32)
+    return np.stack([out[b] for b in order]), lacking
+
+
 def read_sample(path: str | os.PathLike, modality: str = "s2_l1c", scale: float = 1e-4,
-                offset: float = 0.0) -> np.ndarray:
+                offset: float = 0.0, *, channels: Sequence[str] | None = None,
+                missing: str = "error", spec: str = "terrafm-v1") -> np.ndarray:
     """Bands of one GEO-Bench HDF5 sample in TerraFM order, in physical units.
 
     Parameters
@@ -61,6 +248,13 @@ def read_sample(path: str | os.PathLike, modality: str = "s2_l1c", scale: float 
         B10 is dropped).
     scale, offset : float
         ``reflectance = value * scale + offset`` (default: digital numbers / 10000).
+    channels : sequence of str, optional
+        The band each stored channel really holds (:attr:`GeoBenchTask.channels`); default:
+        the dataset names are right.
+    missing : {"error", "interpolate", "mean"}
+        What to do with bands the sample lacks (:func:`fill_missing_bands`).
+    spec : str
+        Normalisation spec (for ``missing="mean"``).
 
     Returns
     -------
@@ -73,14 +267,18 @@ def read_sample(path: str | os.PathLike, modality: str = "s2_l1c", scale: float 
         raise InputError("GEO-Bench classification tasks hold Sentinel-2 bands: use modality "
                          f"s2_l1c or s2_l2a, not {modality!r}")
     with h5py.File(path, "r") as f:
-        by_prefix = {name.split(" - ")[0].strip(): name for name in f.keys()}
-        bands = []
-        for band in get_modality(modality).band_names:
-            key = by_prefix.get(band_prefix(band))
-            if key is None:
-                raise InputError(f"{path}: no dataset for band {band} (have {sorted(f.keys())})")
-            bands.append(np.asarray(f[key], dtype=np.float32))
-    return np.stack(bands) * np.float32(scale) + np.float32(offset)
+        names = list(f.keys())
+        where = _datasets_by_band(names, channels)
+        wanted = get_modality(modality).band_names
+        bands = {b: np.asarray(f[where[b]], dtype=np.float32) * np.float32(scale)
+                 + np.float32(offset) for b in wanted if b in where}
+    if missing == "error":
+        lacking = [b for b in wanted if b not in bands]
+        if lacking:
+            raise InputError(f"{path}: no dataset for band {lacking[0]} (have {sorted(names)}); "
+                             "pass a missing-band policy (interpolate, mean) to fill it")
+    image, _ = fill_missing_bands(bands, modality, missing, spec)
+    return image
 
 
 # -- labels from the pickled attribute, without unpickling -------------------------------------

@@ -18,6 +18,7 @@ _EXPORTS = {
     "RetryPolicy": "retry",
     "build_training_cube": "grid",
     "load_stac": "stac",
+    "load_stac_per_crs": "stac",
     "open_geotiff": "geotiff",
     "open_training_cube": "grid",
     "open_zarr_cube": "zarr_store",

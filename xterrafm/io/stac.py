@@ -14,29 +14,36 @@ ItemCollection JSON file or a STAC API search) into the xterrafm cube contract:
 * the CRS kept in a ``spatial_ref`` coordinate, so ``cube.rio.crs`` and ``cube.odc.geobox`` work;
 * attributes recording what was read and applied (see :func:`load_stac`).
 
-Sentinel-2 harmonisation: since processing baseline 04.00 (25 January 2022) the digital numbers
-carry a +1000 offset. Per item and band the offset is taken, in this order, from the asset's
-``raster:bands`` scale/offset (Earth Search style; the offset there already includes the
-baseline shift), else from ``s2:processing_baseline`` (``>= 04.00``: offset -1000 DN, i.e. -0.1
-reflectance), else from the acquisition date. Exactly one of the three is used, so the offset is
-never applied twice.
+Calibration (Sentinel-2 harmonisation, decibels, nodata) is read from the items by
+:mod:`xterrafm.io.stac_calibration`; see there. Items on several CRSs are refused unless
+``crs=`` says which one to reproject into (:func:`load_stac_per_crs` gives one cube per CRS),
+and Sentinel-1 items that are not RTC (GRD, SLC) are refused with a message saying how to get
+RTC.
 """
 
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 from xterrafm._imports import import_gate
 from xterrafm.bands import ModalitySpec, get_modality
-from xterrafm.errors import BandNotFoundError
+from xterrafm.errors import BandNotFoundError, InputError, UsageError
 from xterrafm.io.retry import RetryingRioDriver, RetryPolicy, coerce_retry
-from xterrafm.io.stac_items import parse_time, resolve_items
+from xterrafm.io.stac_calibration import (
+    BASELINE_04_START,
+    BandCalibration,
+    band_calibration,
+    calibration_arrays,
+    check_s1_products,
+    find_asset,
+    group_items_by_crs,
+    raster_band,
+)
+from xterrafm.io.stac_items import resolve_items
 
 with import_gate():
     import numpy as np
@@ -47,7 +54,8 @@ with import_gate():
     import xarray as xr
     from pystac.utils import make_absolute_href
 
-__all__ = ["DEFAULT_CHUNK_PX", "DEFAULT_SCL_MASK_CLASSES", "load_stac"]
+__all__ = ["BASELINE_04_START", "DEFAULT_CHUNK_PX", "DEFAULT_SCL_MASK_CLASSES", "load_stac",
+           "load_stac_per_crs"]
 
 #: Default y/x chunk size in pixels: 5 x 224, so chunks hold whole 224 px model tiles.
 DEFAULT_CHUNK_PX = 1120
@@ -56,129 +64,14 @@ DEFAULT_CHUNK_PX = 1120
 #: 9 cloud high probability, 10 thin cirrus.
 DEFAULT_SCL_MASK_CLASSES: tuple[int, ...] = (3, 8, 9, 10)
 
-#: First day of Sentinel-2 processing baseline 04.00 (fallback when an item has no baseline).
-BASELINE_04_START = dt.datetime(2022, 1, 25, tzinfo=dt.timezone.utc)
-
-_S2_SCALE = 1e-4
-_S2_BASELINE_OFFSET_DN = -1000.0
-
-
-
-@dataclass(frozen=True)
-class _BandCalibration:
-    """How one band of one item becomes physical units: ``value = DN * scale + offset``."""
-
-    scale: float
-    offset: float
-    nodata: float | None
-    source: str  # "raster:bands", "s2:processing_baseline", "acquisition date", "none"
-
 
 # --------------------------------------------------------------------------------------------
-# Asset names and calibration
-
-
-def _asset_band_entries(asset: pystac.Asset) -> list[Mapping[str, Any]]:
-    fields = asset.extra_fields
-    return list(fields.get("eo:bands") or fields.get("bands") or [])
-
-
-def _asset_names(asset: pystac.Asset) -> tuple[list[str], list[str]]:
-    """(band names, common names) that an asset declares (eo:bands or STAC 1.1 bands)."""
-    names, commons = [], []
-    for b in _asset_band_entries(asset):
-        if b.get("name"):
-            names.append(str(b["name"]))
-        cn = b.get("common_name") or b.get("eo:common_name")
-        if cn:
-            commons.append(str(cn))
-    return names, commons
-
-
-def _media_rank(asset: pystac.Asset) -> int:
-    mt = (asset.media_type or "").lower()
-    if "cloud-optimized" in mt:
-        return 0
-    if "tiff" in mt or asset.href.lower().endswith((".tif", ".tiff")):
-        return 1
-    if "jp2" in mt or asset.href.lower().endswith(".jp2"):
-        return 3
-    return 2
-
-
-def _find_asset(item: pystac.Item, names: Sequence[str], label: str) -> str | None:
-    """Key of the asset that holds band ``label`` (known under ``names``), or None.
-
-    Preference: asset key match, then ``eo:bands`` name, then common name; ties go to COGs.
-    """
-    wanted = {n.lower() for n in names}
-    best: tuple[int, int, str] | None = None
-    for key, asset in item.assets.items():
-        bnames, commons = _asset_names(asset)
-        if key.lower() in wanted:
-            prio = 0
-        elif any(n.lower() in wanted for n in bnames):
-            prio = 1
-        elif any(n.lower() in wanted for n in commons):
-            prio = 2
-        else:
-            continue
-        cand = (prio, _media_rank(asset), key)
-        if best is None or cand < best:
-            best = cand
-    return None if best is None else best[2]
-
-
-def _raster_band(asset: pystac.Asset) -> dict[str, Any]:
-    rb = asset.extra_fields.get("raster:bands")
-    if rb:
-        return dict(rb[0])
-    bands = asset.extra_fields.get("bands")
-    if bands:  # STAC 1.1: raster fields inside bands[] with a "raster:" prefix
-        b = bands[0]
-        return {k.split(":", 1)[1]: v for k, v in b.items() if k.startswith("raster:")} | (
-            {"nodata": b["nodata"]} if "nodata" in b else {})
-    return {}
-
-
-def _baseline(item: pystac.Item) -> float | None:
-    props = item.properties
-    for key in ("s2:processing_baseline", "processing:version", "processing_baseline"):
-        if props.get(key) not in (None, ""):
-            try:
-                return float(str(props[key]).strip().lstrip("N").replace("_", "."))
-            except ValueError:
-                continue
-    return None
-
-
-def _calibration(item: pystac.Item, asset: pystac.Asset, spec: ModalitySpec) -> _BandCalibration:
-    rb = _raster_band(asset)
-    nodata = rb.get("nodata")
-    if isinstance(nodata, str):
-        nodata = float(nodata)  # "nan", "inf"
-    optical = spec.name.startswith("s2")
-    if nodata is None:
-        nodata = 0.0 if optical else float("nan")
-    if "scale" in rb or "offset" in rb:
-        return _BandCalibration(float(rb.get("scale", 1.0)), float(rb.get("offset", 0.0)),
-                                nodata, "raster:bands")
-    if not optical:
-        return _BandCalibration(1.0, 0.0, nodata, "none")
-    baseline = _baseline(item)
-    if baseline is not None:
-        off = _S2_BASELINE_OFFSET_DN if baseline >= 4.0 else 0.0
-        return _BandCalibration(_S2_SCALE, off * _S2_SCALE, nodata, "s2:processing_baseline")
-    t = item.datetime or parse_time(item.properties.get("start_datetime"), end=False)
-    if t is not None and t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
-    off = _S2_BASELINE_OFFSET_DN if (t is not None and t >= BASELINE_04_START) else 0.0
-    return _BandCalibration(_S2_SCALE, off * _S2_SCALE, nodata, "acquisition date")
+# Items with one asset per band
 
 
 def _canonical_item(
     item: pystac.Item, base_href: str | None, spec: ModalitySpec, with_scl: bool
-) -> tuple[pystac.Item, dict[str, _BandCalibration]]:
+) -> tuple[pystac.Item, dict[str, BandCalibration]]:
     """A copy of ``item`` with one asset per band, keyed by canonical name, absolute hrefs.
 
     Scale/offset are removed from the copies' ``raster:bands`` (xterrafm applies them itself)
@@ -194,9 +87,9 @@ def _canonical_item(
         properties=copy.deepcopy(item.properties), collection=item.collection_id,
         stac_extensions=list(item.stac_extensions),
     )
-    cals: dict[str, _BandCalibration] = {}
+    cals: dict[str, BandCalibration] = {}
     for name, aliases in wanted:
-        key = _find_asset(item, aliases, name)
+        key = find_asset(item, aliases, name)
         if key is None:
             raise BandNotFoundError(
                 f"band {name!r} of modality {spec.name!r} not found in STAC item {item.id!r}; "
@@ -215,8 +108,8 @@ def _canonical_item(
             )
         fields = copy.deepcopy(src.extra_fields)
         if name != "SCL":
-            cals[name] = _calibration(item, src, spec)
-            rb = {k: v for k, v in _raster_band(src).items() if k not in ("scale", "offset")}
+            cals[name] = band_calibration(item, src, spec)
+            rb = {k: v for k, v in raster_band(src).items() if k not in ("scale", "offset")}
             nodata = cals[name].nodata
             rb["nodata"] = "nan" if nodata is not None and np.isnan(nodata) else nodata
             fields["raster:bands"] = [rb]
@@ -237,40 +130,28 @@ def _default_chunks(chunks: Mapping[str, int] | None) -> dict[str, int]:
     return out
 
 
-def _calibration_arrays(
-    items: list[pystac.Item], cals: list[dict[str, _BandCalibration]], bands: list[str],
-    times: np.ndarray, groupby: Any,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """scale, offset as (time, band) float64 arrays, nodata per band, and the sources used."""
-    nb = len(bands)
-    per_item = np.array([[(c[b].scale, c[b].offset) for b in bands] for c in cals])
-    nodata = np.array([cals[0][b].nodata for b in bands], dtype="float64")
-    for it, c in zip(items, cals, strict=True):
-        nd = np.array([c[b].nodata for b in bands], dtype="float64")
-        if not np.array_equal(nd, nodata, equal_nan=True):
-            raise ValueError(f"item {it.id!r} declares different nodata values {nd} than "
-                             f"item {items[0].id!r} ({nodata}); load them separately")
-    sources = sorted({c[b].source for c in cals for b in bands})
-    if (per_item == per_item[0]).all():
-        scale = np.broadcast_to(per_item[0, :, 0], (len(times), nb))
-        offset = np.broadcast_to(per_item[0, :, 1], (len(times), nb))
-        return scale.astype("float64"), offset.astype("float64"), nodata, sources
-    if groupby != "time":
-        raise ValueError(
-            "the items have different scale/offset (e.g. mixed processing baselines); with "
-            f"groupby={groupby!r} xterrafm cannot assign them to time steps. Use groupby='time' "
-            "or load the groups separately."
-        )
-    item_t = np.array([np.datetime64(it.datetime.astimezone(dt.timezone.utc)
-                                     .replace(tzinfo=None), "ns") for it in items])
-    scale = np.empty((len(times), nb), "float64")
-    offset = np.empty((len(times), nb), "float64")
-    for ti, t in enumerate(times.astype("datetime64[ns]")):
-        sel = per_item[item_t == t]
-        if len(sel) == 0 or not (sel == sel[0]).all():
-            raise ValueError(f"items at time {t} disagree on scale/offset; load them separately")
-        scale[ti], offset[ti] = sel[0, :, 0], sel[0, :, 1]
-    return scale, offset, nodata, sources
+def _check_one_crs(items: Sequence[pystac.Item]) -> None:
+    """Refuse items on several CRSs (``crs=`` not given): one cube would reproject them all."""
+    groups = group_items_by_crs(items)
+    if len(groups) <= 1:
+        return
+    listing = ", ".join(f"{crs or 'no projection metadata'}: {len(g)} item(s)"
+                        for crs, g in groups.items())
+    raise UsageError(
+        f"the items are on {len(groups)} CRSs ({listing}); one cube would reproject them all "
+        "into one of them (mostly empty, resampled). Load one cube per CRS with "
+        "xterrafm.io.load_stac_per_crs (python -m xterrafm embed does this), select the items "
+        "of one CRS, or pass crs= to reproject all of them into that CRS.")
+
+
+def _db_bands(items: Sequence[pystac.Item], cals: Sequence[Mapping[str, BandCalibration]],
+              bands: Sequence[str]) -> np.ndarray:
+    """Which bands are in decibels (``raster:bands`` unit); the items must agree."""
+    flags = {tuple(c[b].db for b in bands) for c in cals}
+    if len(flags) > 1:
+        raise InputError(f"the items disagree on which bands are in decibels ({sorted(flags)}); "
+                         "load them separately")
+    return np.array(flags.pop(), dtype=bool)
 
 
 def load_stac(
@@ -335,7 +216,11 @@ def load_stac(
     search_kwargs : mapping, optional
         Extra arguments for a STAC API search.
     **kwargs
-        Passed to :func:`odc.stac.load` (e.g. ``geobox=``, ``like=``, ``x=``, ``y=``).
+        Passed to :func:`odc.stac.load` (e.g. ``x=``, ``y=``). ``geobox=`` or ``like=`` fix the
+        output grid (``resolution``, ``crs`` and ``bbox`` are then not used): ``like=s2_cube``
+        reads a Sentinel-1 cube on exactly a Sentinel-2 cube's pixels (warped with
+        ``resampling``), as fused embeddings (``xterrafm.embed({"s1": ..., "s2_l2a": ...})``)
+        need.
 
     Returns
     -------
@@ -345,7 +230,8 @@ def load_stac(
         ``modality``, ``units`` (``"reflectance"`` / ``"linear_power"``), ``item_ids``,
         ``scale`` and ``offset`` (per band, as applied, from the first time step),
         ``calibration_source`` (``"raster:bands"``, ``"s2:processing_baseline"``,
-        ``"acquisition date"`` or ``"none"``), ``harmonized`` (whether a baseline offset was
+        ``"acquisition date"`` or ``"none"``), ``db_to_linear`` (bands whose ``raster:bands``
+        unit was decibels, converted to linear power), ``harmonized`` (whether a baseline offset was
         applied, 0/1), ``nodata_to_nan`` (1), ``source_nodata`` (per band), ``resampling``,
         ``cloud_mask`` (``"none"`` or ``"scl:3,8,9,10"``), ``fill_failed`` (0/1), ``reader``.
         ``item_ids`` lists every item loaded, in load order; with ``groupby="time"`` several
@@ -356,6 +242,12 @@ def load_stac(
     ------
     BandNotFoundError
         A band is missing in an item (names the band, the item and its asset keys).
+    UsageError
+        The items are on several CRSs and ``crs=`` (or ``geobox=``/``like=``) does not say
+        which grid to reproject them into; :func:`load_stac_per_crs` loads one cube per CRS.
+    InputError
+        Sentinel-1 items that are not RTC (``sar:product_type`` GRD, SLC...), or items that
+        disagree on nodata or on a calibration that cannot be assigned to time steps.
     AssetReadError
         At compute time, when a read keeps failing (names the href), unless ``fill_failed``.
 
@@ -372,6 +264,10 @@ def load_stac(
     policy = coerce_retry(retry)
     pairs = resolve_items(source, bbox=bbox, datetime=datetime, collections=collections,
                           search_kwargs=search_kwargs, retry=policy)
+    if spec.name == "s1":
+        check_s1_products([item for item, _ in pairs])
+    if crs is None and not any(k in kwargs for k in ("geobox", "like")):
+        _check_one_crs([item for item, _ in pairs])
     canon, cals = [], []
     for item, base in pairs:
         new, cal = _canonical_item(item, base, spec, with_scl=mask_clouds)
@@ -401,14 +297,18 @@ def load_stac(
     with rasterio.Env(**policy.gdal_options()):
         ds = odc.stac.load(canon, **load_kw)
 
-    scale, offset, nodata, sources = _calibration_arrays(
+    scale, offset, nodata, sources = calibration_arrays(
         canon, cals, bands, ds["time"].values, groupby)
+    db = _db_bands(canon, cals, bands)
     cube = ds[bands].to_dataarray("band").transpose("time", "band", "y", "x")
     nd = xr.DataArray(nodata.astype("float32"), dims="band")
     cube = cube.where(cube != nd)  # NaN != x is True: NaN nodata needs no masking
     s = xr.DataArray(scale.astype("float32"), dims=("time", "band"))
     o = xr.DataArray(offset.astype("float32"), dims=("time", "band"))
     cube = (cube * s + o).astype("float32")
+    if db.any():  # decibels -> linear power
+        cube = xr.where(xr.DataArray(db, dims="band"), 10.0 ** (cube / 10.0), cube,
+                        keep_attrs=True).astype("float32").transpose("time", "band", "y", "x")
     if mask_clouds:
         scl = ds["SCL"]
         cube = cube.where(~scl.isin(list(scl_mask_classes)))
@@ -424,6 +324,7 @@ def load_stac(
         "scale": [float(v) for v in scale[0]],
         "offset": [float(v) for v in offset[0]],
         "calibration_source": ",".join(sources),
+        "db_to_linear": [b for b, d in zip(bands, db, strict=True) if d],
         "harmonized": int(harmonized),
         "nodata_to_nan": 1,
         "source_nodata": ["nan" if np.isnan(v) else float(v) for v in nodata],
@@ -434,3 +335,39 @@ def load_stac(
         "reader": "xterrafm.io.load_stac (odc-stac)",
     }
     return cube
+
+
+def load_stac_per_crs(source: Any, *, modality: str, bbox: Sequence[float] | None = None,
+                      datetime: Any = None, collections: Sequence[str] | str | None = None,
+                      search_kwargs: Mapping[str, Any] | None = None, **kwargs: Any,
+                      ) -> dict[str, xr.DataArray]:
+    """One :func:`load_stac` cube per CRS of the items, each on its native grid.
+
+    Takes the arguments of :func:`load_stac` (except ``crs``, which each group sets to its
+    own). Items without projection metadata form their own group, loaded with odc-stac's
+    default grid.
+
+    Returns
+    -------
+    dict
+        ``{"EPSG:32632": cube, "EPSG:32633": cube, ...}`` in CRS order.
+    """
+    if "crs" in kwargs:
+        raise UsageError("load_stac_per_crs loads every CRS on its own grid; crs= is not taken "
+                         "(use load_stac(..., crs=...) to reproject all items into one CRS)")
+    pairs = resolve_items(source, bbox=bbox, datetime=datetime, collections=collections,
+                          search_kwargs=search_kwargs, retry=coerce_retry(kwargs.get("retry")))
+    items = []
+    for item, base in pairs:  # absolute hrefs, so that each group loads on its own
+        item = item.clone()
+        for asset in item.assets.values():
+            asset.href = make_absolute_href(asset.href, base) if base else asset.href
+        items.append(item)
+    cubes = {}
+    for crs, group in group_items_by_crs(items).items():
+        cube = load_stac(group, modality=modality, bbox=bbox, crs=crs, **kwargs)
+        if crs is None:
+            got = cube.odc.geobox.crs
+            crs = f"EPSG:{got.epsg}" if got.epsg is not None else got.to_wkt()
+        cubes[str(crs)] = cube
+    return cubes

@@ -131,6 +131,15 @@ def parse_datetime_range(datetime: Any) -> tuple[dt.datetime | None, dt.datetime
     return parse_time(datetime, end=False), parse_time(datetime, end=True)
 
 
+def _lon_overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether two longitude ranges overlap; a range whose west exceeds its east crosses the
+    antimeridian (STAC bboxes of items there do, e.g. Sentinel-2 tiles of UTM zones 1 and 60)."""
+    def parts(r: tuple[float, float]) -> list[tuple[float, float]]:
+        return [(r[0], 180.0), (-180.0, r[1])] if r[0] > r[1] else [r]
+
+    return any(p0 <= q1 and q0 <= p1 for p0, p1 in parts(a) for q0, q1 in parts(b))
+
+
 def _filter_items(
     pairs: list[tuple[pystac.Item, str | None]],
     bbox: Sequence[float] | None,
@@ -152,7 +161,7 @@ def _filter_items(
         if bbox is not None and item.bbox is not None:
             b = item.bbox
             x0, y0, x1, y1 = (b[0], b[1], b[3], b[4]) if len(b) == 6 else b
-            if x1 < bbox[0] or x0 > bbox[2] or y1 < bbox[1] or y0 > bbox[3]:
+            if y1 < bbox[1] or y0 > bbox[3] or not _lon_overlap((x0, x1), (bbox[0], bbox[2])):
                 continue
         out.append((item, base))
     return out
@@ -207,10 +216,15 @@ def _items_from_href(href: str, bbox: Any, datetime: Any, collections: Any,
         if is_url and _is_stac_api(doc):
             items = _search_api(href, bbox, datetime, collections, search_kwargs)
             return [(it, it.get_self_href()) for it in items], True
-        cat = pystac.read_file(href, stac_io=stac_io)
-        if not isinstance(cat, pystac.Catalog):
-            raise InputError(f"{href!r} is not a STAC catalog or collection")
-        items = list(cat.get_items(recursive=True))
+        try:
+            cat = pystac.read_file(href, stac_io=stac_io)
+            if not isinstance(cat, pystac.Catalog):
+                raise InputError(f"{href!r} is not a STAC catalog or collection")
+            items = list(cat.get_items(recursive=True))
+        except pystac.STACError as err:  # a child link that does not resolve
+            if isinstance(err.__cause__, InputError):  # names the unreadable document
+                raise InputError(f"{err.__cause__} (linked from the catalog {href})") from None
+            raise InputError(f"catalog {href}: {err}") from None
         return [(it, it.get_self_href()) for it in items], False
     raise InputError(
         f"{href!r} is not a STAC Item, ItemCollection, Catalog or Collection (type={kind!r})"

@@ -47,14 +47,14 @@ def landcover_windows(
     split : ndarray (N,) bool
         Checkerboard of 4 x 4-window blocks: True = training window.
     """
-    from xterrafm.normalization import normalize
+    from xterrafm.model_input import normalize_and_fill
 
     if not isinstance(cube, TrainingCube):
         cube = TrainingCube(cube)
     ny, nx = cube.height // window, cube.width // window
     region = (0, ny * window, 0, nx * window)
     raw = cube.read_modality(modality, region, times=[time_index])[0]
-    x = np.nan_to_num(np.asarray(normalize(raw, modality, spec=normalization), np.float32))
+    x = normalize_and_fill(raw, modality, normalization)[0]
     lc = cube.read_landcover(region)
     xs, labels, split = [], [], []
     for i in range(ny):

@@ -30,7 +30,7 @@ Choices where the convention leaves room (docs/products.md):
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,9 @@ __all__ = [
     "chip_layout",
     "group_attrs",
     "input_gsd",
+    "input_sources",
     "model_uri",
+    "plan_modalities",
     "source_uris",
 ]
 
@@ -99,14 +101,28 @@ def model_uri(plan: EmbedPlan) -> str:
     return f"urn:sha256:{plan.spec.weights_sha256}"
 
 
-def source_uris(sources: Sequence[str] | None, modality: str) -> list[str]:
+def plan_modalities(plan: EmbedPlan) -> tuple[str, ...]:
+    """The input modalities of a plan: one, or those of a fused plan (anchor first)."""
+    return tuple(getattr(plan, "modalities", ()) or (plan.modality,))
+
+
+def input_sources(cube: Any) -> list[str]:
+    """Source items or files an input was read from (``attrs["source_hrefs"]``), those of every
+    modality of a fused input ``{modality: cube}``."""
+    cubes = list(cube.values()) if isinstance(cube, Mapping) else [cube]
+    return [str(href) for c in cubes
+            for href in (getattr(c, "attrs", {}).get("source_hrefs", []) or [])]
+
+
+def source_uris(sources: Sequence[str] | None, modalities: Sequence[str]) -> list[str]:
     """Absolute URIs of the source items or files (local paths become ``file://`` URIs); the
-    mission's page when none are known."""
+    missions' pages of ``modalities`` when none are known."""
     out = []
     for href in sources or ():
         text = os.fspath(href)
         out.append(text if "://" in text else Path(text).absolute().as_uri())
-    return sorted(set(out)) or [_MISSIONS.get(modality, _MISSIONS["s2_l2a"])]
+    return sorted(set(out)) or sorted({_MISSIONS.get(m, _MISSIONS["s2_l2a"])
+                                       for m in modalities})
 
 
 def input_gsd(plan: EmbedPlan) -> float | None:
@@ -152,7 +168,7 @@ def group_attrs(plan: EmbedPlan, encoding: StoreEncoding,
         "geoemb:type": "chip",
         "geoemb:dimensions": int(plan.embed_dim),
         "geoemb:model": model_uri(plan),
-        "geoemb:source_data": source_uris(sources, plan.modality),
+        "geoemb:source_data": source_uris(sources, plan_modalities(plan)),
         "geoemb:data_type": encoding.dtype,
         "geoemb:chip_layout": chip_layout(plan),
         "geoemb:build_version": f"xterrafm {__version__}",

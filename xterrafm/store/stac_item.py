@@ -26,7 +26,13 @@ from typing import Any
 from xterrafm._imports import import_gate
 from xterrafm._version import __version__
 from xterrafm.embedding.plan import EmbedPlan
-from xterrafm.store.conventions import chip_layout, input_gsd, model_uri, source_uris
+from xterrafm.store.conventions import (
+    chip_layout,
+    input_gsd,
+    model_uri,
+    plan_modalities,
+    source_uris,
+)
 from xterrafm.store.counts import EmbedSummary
 from xterrafm.store.encoding import StoreEncoding
 from xterrafm.store.layout import item_location, store_fs
@@ -64,7 +70,7 @@ def runtime_parameters(plan: EmbedPlan, encoding: StoreEncoding,
     s = plan.settings
     attrs = plan.attrs
     out = {"model": plan.spec.model, "weights": plan.weights_source,
-           "weights_sha256": plan.spec.weights_sha256, "modality": plan.modality,
+           "weights_sha256": plan.spec.weights_sha256, "modality": "+".join(plan_modalities(plan)),
            "bands": attrs["bands"], "normalization": attrs["normalization"],
            "level": plan.level, "tile": s.tile, "stride": s.step, "patch_size": plan.y.patch,
            "min_valid": s.min_valid, "seed": s.seed, "device": s.device,
@@ -120,7 +126,7 @@ def build_store_item(store: str, plan: EmbedPlan, encoding: StoreEncoding,
     runs = int(before.get("xterrafm:runs", 0)) + 1
     props.update({
         "description": f"TerraFM {plan.level}-level embeddings ({plan.embed_dim} dimensions) "
-                       f"of {plan.modality} imagery, {len(plan.times)} date(s)",
+                       f"of {' + '.join(plan_modalities(plan))} imagery, {len(plan.times)} date(s)",
         "data_type": encoding.dtype,
         "emb:runtime_parameters": runtime_parameters(plan, encoding, zarr_format),
         "emb:energy": {"device_type": usage["device_type"], "name": usage["device_name"],
@@ -166,7 +172,7 @@ def build_store_item(store: str, plan: EmbedPlan, encoding: StoreEncoding,
         title=f"embeddings ({encoding.dtype}, Zarr v{zarr_format or '?'})",
         extra_fields={"xarray:open_kwargs": {"engine": "zarr", "consolidated": True,
                                              "decode_coords": "all"}}))
-    for href in source_uris(sources, plan.modality) if sources else []:
+    for href in source_uris(sources, plan_modalities(plan)) if sources else []:
         item.add_link(pystac.Link(rel="emb:source-data", target=href,
                                   media_type="application/geo+json"
                                   if href.endswith(".json") else None,

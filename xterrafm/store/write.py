@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from xterrafm.embedding.scheduling import get_client, start_preload
 from xterrafm.embedding.settings import EmbedSettings, settings_docstring, settings_parameters
 from xterrafm.embedding.workers import DEFAULT_NO_WORKER_TIMEOUT_S, install_worker_setup
 from xterrafm.errors import StoreError
+from xterrafm.store.conventions import input_sources
 from xterrafm.store.counts import EmbedSummary, StoreCounts, Tally
 from xterrafm.store.encoding import StoreEncoding
 from xterrafm.store.layout import VAR, region_name, store_chunks, store_fs
@@ -386,7 +387,8 @@ def _write_item(store: str, plan: EmbedPlan, encoding: StoreEncoding, summary: E
         log.warning("could not write the STAC item of %s: %s", store, err)
 
 
-def embed_to_zarr(cube: xr.DataArray | xr.Dataset, store: str | os.PathLike,
+def embed_to_zarr(cube: xr.DataArray | xr.Dataset | Mapping[str, xr.DataArray],
+                  store: str | os.PathLike,
                   settings: EmbedSettings | None = None, *, client: Any = None,
                   overwrite: bool = False, wave_size: int | str | None = "auto",
                   on_wave: Callable[[EmbedSummary], Any] | None = None, progress: bool = True,
@@ -398,8 +400,9 @@ def embed_to_zarr(cube: xr.DataArray | xr.Dataset, store: str | os.PathLike,
 
     Parameters
     ----------
-    cube : DataArray or Dataset
-        Input cube (see :func:`xterrafm.embed`).
+    cube : DataArray, Dataset or mapping
+        Input cube, or ``{{modality: cube}}`` of co-registered cubes embedded through the
+        model's fusion (see :func:`xterrafm.embed`).
     store : str or path
         Local path or fsspec URL of the Zarr store.
     settings : EmbedSettings, optional
@@ -452,7 +455,7 @@ def embed_to_zarr(cube: xr.DataArray | xr.Dataset, store: str | os.PathLike,
     if not overwrite:
         settings = adopt_store_grid(settings, str(store))
     if sources is None:
-        sources = list(getattr(cube, "attrs", {}).get("source_hrefs", []) or [])
+        sources = input_sources(cube)
     emb, plan = embed_and_plan(cube, settings, client=client, salt=STORE_SALT)
     summary = EmbedSummary(store=str(store), level=plan.level)
     write_plan(emb, plan, str(store), summary=summary, client=client, overwrite=overwrite,
