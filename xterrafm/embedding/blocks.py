@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from xterrafm._imports import import_gate
 from xterrafm.embedding import runtime
+from xterrafm.embedding.output_check import check_model_output
 from xterrafm.embedding.spec import ModelSpec
 from xterrafm.embedding.windows import AxisWindows, BlockSpan
 from xterrafm.model_input import normalize_and_fill
@@ -301,6 +302,7 @@ def embed_block(pixels: np.ndarray, *, spec: ModelSpec, y: AxisWindows, x: AxisW
     for chunk in np.array_split(todo, n_batches) if n_batches else []:
         result = run_encoder(model, window_batch(filled, chunk, bw), spec.modality, y.level,
                              device)
+        check_model_output(result, chunk, y=y, x=x, y_span=y_span, x_span=x_span)
         place_embeddings(out, chunk, result, bw)
         runtime.record(windows=len(chunk), forward_calls=1)
     runtime.record(blocks=1, windows_skipped=int(run.size - len(todo)))

@@ -27,6 +27,7 @@ from xterrafm.embedding.blocks import (
     place_embeddings,
     window_batch,
 )
+from xterrafm.embedding.output_check import check_model_output
 from xterrafm.embedding.spec import ModelSpec
 from xterrafm.embedding.windows import AxisWindows, BlockSpan
 
@@ -128,7 +129,9 @@ def embed_fused_block(pixels: np.ndarray, *, spec: ModelSpec, modalities: tuple[
         n_batches = -(-len(todo) // batch_size)
         for chunk in np.array_split(todo, n_batches):
             batch = {m: window_batch(filled[m], chunk, bw) for m in used}
-            place_embeddings(out, chunk, run_fused_encoder(model, batch, y.level, device), bw)
+            result = run_fused_encoder(model, batch, y.level, device)
+            check_model_output(result, chunk, y=y, x=x, y_span=y_span, x_span=x_span)
+            place_embeddings(out, chunk, result, bw)
             runtime.record(windows=len(chunk), forward_calls=1,
                            fused_windows=len(chunk) if len(used) > 1 else 0)
         n_run += len(todo)
