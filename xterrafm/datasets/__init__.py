@@ -5,8 +5,8 @@ The default data for xterrafm's tests, examples and main job::
     from xterrafm.datasets import make_synthetic_scene
     scene = make_synthetic_scene("scene/", seed=0, width=448, height=448, n_dates=2)
 
-The scene writer (rasterio, pystac) is imported on first use, so that light modules such as
-:mod:`xterrafm.tilestats` can use :data:`WORLDCOVER_CLASSES` without pulling pystac.
+The scene writer (rasterio, pystac) is imported on first use. Land-cover codes are those of
+:mod:`xterrafm.worldcover`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 from xterrafm._lazy import lazy_exports
 
 _EXPORTS = {
-    "WORLDCOVER_CLASSES": "signatures",
     "PROCESSING_BASELINE": "scene",
     "S2_DN_OFFSET": "scene",
     "SyntheticScene": "scene",
