@@ -3,7 +3,12 @@
 from xterrafm.data.collate import collate_samples
 from xterrafm.data.cube import TrainingCube, open_training_cube
 from xterrafm.data.dataset import TileDataset, TileTable
-from xterrafm.data.sampling import class_frequencies, class_proportions, tile_weights
+from xterrafm.data.sampling import (
+    class_frequencies,
+    class_proportions,
+    sampled_class_frequencies,
+    tile_weights,
+)
 from xterrafm.data.sharding import ShardPlan, consumed_per_worker, plan_shard
 from xterrafm.data.stats import LANDCOVER_CLASSES, TileStats, compute_tile_stats
 from xterrafm.data.tiles import TileGrid, make_tile_grid
@@ -29,5 +34,6 @@ __all__ = [
     "open_training_cube",
     "plan_shard",
     "random_resized_box",
+    "sampled_class_frequencies",
     "tile_weights",
 ]
