@@ -5,6 +5,9 @@ The default data for xterrafm's tests, examples and main job::
     from xterrafm.datasets import make_synthetic_scene
     scene = make_synthetic_scene("scene/", seed=0, width=448, height=448, n_dates=2)
 
+Structured land cover whose classes only spatial structure separates (for pretraining
+evidence) comes from :func:`~xterrafm.datasets.structured.make_structured_scene`.
+
 The scene writer (rasterio, pystac) is imported on first use, so that light modules such as
 :mod:`xterrafm.tilestats` can use :data:`WORLDCOVER_CLASSES` without pulling pystac.
 """
@@ -22,6 +25,10 @@ _LAZY = {
     "SyntheticScene": "xterrafm.datasets.scene",
     "make_synthetic_scene": "xterrafm.datasets.scene",
     "write_synthetic_training_cube": "xterrafm.datasets.training_cube",
+    "STRUCTURED_CLASSES": "xterrafm.datasets.structured",
+    "StructuredScene": "xterrafm.datasets.structured",
+    "make_structured_scene": "xterrafm.datasets.structured",
+    "write_structured_training_cube": "xterrafm.datasets.structured",
 }
 
 __all__ = ["WORLDCOVER_CLASSES", *_LAZY]
