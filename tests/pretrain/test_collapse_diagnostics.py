@@ -50,7 +50,7 @@ def test_marginal_entropy_tells_collapse_from_healthy_sharp_teacher():
 
 
 def test_effective_rank_of_spread_and_collapsed_embeddings():
-    from xterrafm.pretrain.evidence import embedding_effective_rank
+    from xterrafm.pretrain.diagnostics import embedding_effective_rank
 
     torch.manual_seed(0)
     spread = torch.randn(2000, 8)

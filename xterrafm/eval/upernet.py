@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike
 from torch import nn
 
+from xterrafm.errors import UsageError
 from xterrafm.eval.metrics import mean_iou
 from xterrafm.eval.probe_training import train_adamw_cosine
 
@@ -71,7 +72,7 @@ class UPerNetDecoder(nn.Module):
                  pool_scales: tuple[int, ...] = (1, 2, 3, 6)) -> None:
         super().__init__()
         if not 1 <= n_levels <= 4:
-            raise ValueError(f"n_levels must be 1..4, got {n_levels}")
+            raise UsageError(f"n_levels must be 1..4, got {n_levels}")
         self.in_dim, self.n_levels = in_dim, n_levels
         # stride factors relative to the ViT grid, finest first: 4x up, 2x up, 1x, 2x down
         self.factors = {1: (1,), 2: (2, 1), 3: (4, 2, 1), 4: (4, 2, 1, 0.5)}[n_levels]
@@ -98,7 +99,7 @@ class UPerNetDecoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Features (N, L·D, h, w) -> logits (N, K, s·h, s·w), s the finest stride factor."""
         if x.ndim != 4 or x.shape[1] != self.n_levels * self.in_dim:
-            raise ValueError(f"expected features (N, {self.n_levels * self.in_dim}, h, w); "
+            raise UsageError(f"expected features (N, {self.n_levels * self.in_dim}, h, w); "
                              f"got {tuple(x.shape)}")
         levels = [r(t) for r, t in zip(self.resample, x.split(self.in_dim, dim=1), strict=True)]
         top = levels[-1]
@@ -183,17 +184,17 @@ def fit_upernet_probe(
     f = torch.as_tensor(np.asarray(features, dtype=np.float32))
     lab = torch.as_tensor(np.asarray(labels)).long()
     if f.ndim != 4 or lab.ndim != 3 or f.shape[0] != lab.shape[0]:
-        raise ValueError(f"need features (N, F, h, w) and labels (N, H, W) with the same N; got "
+        raise UsageError(f"need features (N, F, h, w) and labels (N, H, W) with the same N; got "
                          f"{tuple(f.shape)} and {tuple(lab.shape)}")
     if f.shape[1] % n_levels:
-        raise ValueError(f"{f.shape[1]} feature channels do not split into {n_levels} levels")
+        raise UsageError(f"{f.shape[1]} feature channels do not split into {n_levels} levels")
     valid = lab != ignore_index
     if not valid.any():
-        raise ValueError("every label equals ignore_index: nothing to train on")
+        raise UsageError("every label equals ignore_index: nothing to train on")
     if lab[valid].min() < 0 or lab[valid].max() >= n_classes:
-        raise ValueError(f"labels must lie in [0, {n_classes}) or equal ignore_index")
+        raise UsageError(f"labels must lie in [0, {n_classes}) or equal ignore_index")
     if not torch.isfinite(f).all():
-        raise ValueError("features hold NaN or infinite values")
+        raise UsageError("features hold NaN or infinite values")
     mean = f.mean(dim=(0, 2, 3))
     scale = f.std(dim=(0, 2, 3))
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))

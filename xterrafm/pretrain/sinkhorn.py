@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from xterrafm.errors import UsageError
+
 __all__ = ["sinkhorn_knopp"]
 
 
@@ -46,9 +48,9 @@ def sinkhorn_knopp(logits: torch.Tensor, temperature: float, sample_mass: torch.
         Rows are probability distributions.
     """
     if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+        raise UsageError(f"temperature must be positive, got {temperature}")
     if n_iter < 1:
-        raise ValueError(f"n_iter must be >= 1, got {n_iter}")
+        raise UsageError(f"n_iter must be >= 1, got {n_iter}")
     x = logits.float() / temperature
     peak = x.max().reshape(1)  # a common shift: exp() stays finite, the result is unchanged
     if dist.is_available() and dist.is_initialized():
@@ -63,7 +65,7 @@ def sinkhorn_knopp(logits: torch.Tensor, temperature: float, sample_mass: torch.
         r = sample_mass.to(device=q.device, dtype=torch.float32).reshape(q.shape[1]).clamp_min(0)
     r_total = _all_reduce(r.sum().reshape(1))
     if float(r_total) <= 0:
-        raise ValueError("sample_mass must not be all zero")
+        raise UsageError("sample_mass must not be all zero")
     r = r / r_total  # the rows' masses sum to 1 over all ranks
     q = q / _all_reduce(q.sum().reshape(1))
     for _ in range(n_iter):
