@@ -102,7 +102,7 @@ def run_end_to_end(scene, weights: str, model: str, workers: int, batch: int, ti
                    out: Path, chunk: int | None = None, wave_size: int | None = None,
                    threads: int = 1) -> dict:
     """Embed the scene to Zarr on a fresh LocalCluster; wall time and worker peak memory."""
-    from xterrafm.embedding import embed_to_zarr
+    from xterrafm.store import embed_to_zarr
 
     cluster, client = _cluster(workers, threads)
     try:
@@ -116,8 +116,8 @@ def run_end_to_end(scene, weights: str, model: str, workers: int, batch: int, ti
     finally:
         client.close()
         cluster.close()
-    return {"seconds": seconds, "windows": summary.cells_embedded + summary.cells_empty,
-            "blocks": summary.blocks_total, "peak_rss_mib": max(rss.values())}
+    return {"seconds": seconds, "windows": summary.counts.written.cells,
+            "blocks": summary.counts.blocks_total, "peak_rss_mib": max(rss.values())}
 
 
 def run_bare_model(scene, weights: str, model: str, threads: int, batch: int,

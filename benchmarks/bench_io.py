@@ -5,7 +5,7 @@ Writes a synthetic scene (``xterrafm.datasets.make_synthetic_scene``, S2 L2A onl
 ``--workdir``, reused on later runs), then for every combination of
 
 * source: ``local`` files, ``http`` (the ItemCollection and COGs served from a child process on
-  127.0.0.1 with Range requests, :func:`xterrafm.testing.serve_http`);
+  127.0.0.1 with Range requests, ``tests/helpers/http_server.py``, the tests' loopback server);
 * scheduler: dask ``threads`` (the threaded scheduler, ``--threads`` threads) and
   ``cluster`` (a ``distributed.LocalCluster`` of ``--workers`` single-threaded processes),
 
@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -98,7 +99,8 @@ def main() -> None:
     import dask
     import distributed
 
-    from xterrafm.testing import serve_http
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+    from tests.helpers.http_server import serve_http
 
     tmp = None
     if args.workdir is None:

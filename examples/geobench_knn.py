@@ -3,39 +3,48 @@
 Protocol: frozen CLS embeddings of every image (resized to 224 x 224 px after
 normalisation), cosine-similarity kNN with k = 20 and votes weighted by exp(sim / 0.07);
 single-label tasks report top-1 accuracy, multi-label tasks (m-bigearthnet) micro-F1 of one
-binary kNN per class. ``--train-fraction 0.01`` gives the paper's 1 % training-data setting
-(a seeded, stratified subsample of the training split).
+binary kNN per class.
 
-Expected layout of a GEO-Bench classification task (as downloaded from GEO-Bench)::
+The paper's four tasks are known (xterrafm.eval.geobench.TASKS), and for each the example
+picks what the task needs unless told otherwise:
+
+    task           stem     values        bands the task lacks (filled)
+    m-eurosat      s2_l1c   DN / 10000    none (channels read in their true order)
+    m-bigearthnet  s2_l2a   DN / 10000    none                 (micro-F1)
+    m-so2sat       s2_l1c   reflectance   B01, B09
+    m-brick-kiln   s2_l1c   DN / 10000    B06, B09 (channels read in their true order)
+
+Missing bands (--missing-bands): "interpolate" (default) fills a band linearly in wavelength
+from the nearest present bands on either side (B01 <- B02, B06 <- B05/B07, B09 <- B8A/B11);
+"mean" fills it with the normalisation mean (0 after normalisation); "error" refuses.
+
+Training fraction: --train-fraction 0.01 (the paper's 1 % setting) reads GEO-Bench's own
+partition file 0.01x_train_partition.json (likewise 0.02, 0.05, 0.10, 0.20, 0.50); a task
+folder without that file is refused, unless --subsample asks for a seeded, stratified
+subsample of the default partition instead.
+
+Expected layout of a GEO-Bench classification task (as downloaded from GEO-Bench; read by
+:mod:`xterrafm.eval.geobench`)::
 
     <task dir>/                      e.g. classification_v1.0/m-eurosat
         default_partition.json       {"train": [names], "valid": [...], "test": [...]}
+        0.01x_train_partition.json   the 1 % partition (and the other fractions)
         <name>.hdf5                  one file per sample, one dataset per band,
                                      named like "02 - Blue", "08A - Vegetation Red Edge"
-        labels.json                  {"<name>": label} — see below
+        labels.json                  optional: {"<name>": label}
 
-GEO-Bench keeps classification labels inside a pickled attribute of each HDF5 file. xterrafm
-never unpickles files, so this script reads labels from ``labels.json`` (a class index per
-sample, or a list of 0/1 for multi-label tasks). Write it once, in an environment where you
-trust the ``geobench`` package to unpickle its own files::
+GEO-Bench keeps classification labels inside a pickled attribute of each HDF5 file.
+xterrafm reads the label from it without unpickling (no class or function the pickle names is
+ever looked up, so nothing in the file can run); a ``labels.json`` (a class index per sample,
+or a list of 0/1 for multi-label tasks) takes precedence when present.
 
-    import json, numpy as np, geobench
-    task = next(t for t in geobench.task_iterator("classification_v1.0")
-                if t.dataset_name == "m-eurosat")
-    labels = {}
-    for split in ("train", "valid", "test"):
-        for sample in task.get_dataset(split=split):
-            labels[sample.sample_name] = np.asarray(sample.label).tolist()
-    json.dump(labels, open("<task dir>/labels.json", "w"))
-
-Reading the HDF5 bands needs ``h5py`` (``pip install h5py``). Sentinel-2 bands are matched
-by their number (B10 is dropped); values are converted with ``--scale``/``--offset`` to
-reflectance (default 1e-4 and 0, for digital numbers without the +1000 offset).
+Reading the HDF5 bands needs ``h5py`` (``pip install h5py``). Other task folders need
+--modality (and --scale/--offset when the values are not DN / 10000).
 
 Usage::
 
     python examples/geobench_knn.py --task-dir $GEO_BENCH_DIR/classification_v1.0/m-eurosat \
-        --weights TerraFM-B.safetensors --modality s2_l1c
+        --weights TerraFM-B.safetensors --train-fraction 0.01
     python examples/geobench_knn.py --model terrafm-tiny          # synthetic scene, no data
 
 Without ``--task-dir`` the same protocol runs on xterrafm's synthetic scene: 32 x 32 px
@@ -46,15 +55,14 @@ checkerboard, with random-init or the given weights.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from xterrafm.bands import get_modality
-from xterrafm.eval import embed_images, knn, knn_f1, spatial_block_split
+from xterrafm.errors import InputError
+from xterrafm.eval import embed_images, geobench, knn, knn_f1, spatial_block_split
 from xterrafm.eval.metrics import accuracy
 from xterrafm.eval.splits import subsample_training_set
 from xterrafm.weights import load_model
@@ -62,64 +70,99 @@ from xterrafm.weights import load_model
 
 def geobench_band_prefix(band: str) -> str:
     """GEO-Bench's dataset-name prefix of a TerraFM Sentinel-2 band: B8A -> "08A", B02 -> "02"."""
-    return band[1:].zfill(2) if band != "B8A" else "08A"
+    return geobench.band_prefix(band)
 
 
-def read_geobench_sample(path: Path, modality: str, scale: float, offset: float) -> np.ndarray:
+def read_geobench_sample(path: Path, modality: str, scale: float, offset: float,
+                         channels=None, missing: str = "error") -> np.ndarray:
     """Bands of one GEO-Bench HDF5 sample in TerraFM order, physical units, (C, H, W) float32."""
     try:
-        import h5py
-    except ImportError as err:  # pragma: no cover - depends on the user's install
-        raise SystemExit("reading GEO-Bench needs h5py: pip install h5py") from err
-    if not modality.startswith("s2"):
-        raise SystemExit("GEO-Bench classification tasks hold Sentinel-2 bands: use s2_l1c/s2_l2a")
-    with h5py.File(path, "r") as f:
-        by_prefix = {name.split(" - ")[0]: name for name in f.keys()}
-        bands = []
-        for band in get_modality(modality).band_names:
-            key = by_prefix.get(geobench_band_prefix(band))
-            if key is None:
-                raise SystemExit(f"{path}: no dataset for band {band} (have {sorted(f.keys())})")
-            bands.append(np.asarray(f[key], dtype=np.float32))
-    return np.stack(bands) * np.float32(scale) + np.float32(offset)
+        return geobench.read_sample(path, modality, scale, offset, channels=channels,
+                                    missing=missing)
+    except InputError as err:
+        raise SystemExit(str(err)) from None
+
+
+def resolve_task(args) -> tuple[str, list[str]]:
+    """Fill in modality, scale, channels and partition from the task table; returns the
+    partition name and notes to print."""
+    task = geobench.task_for(args.task_dir)
+    notes = []
+    if task is None:
+        if args.modality is None:
+            raise SystemExit(f"{Path(args.task_dir).name!r} is not one of the paper's GEO-Bench "
+                             f"tasks ({', '.join(geobench.TASKS)}): pass --modality (s2_l1c or "
+                             "s2_l2a) and --scale/--offset for its values")
+        args.channels = None
+    else:
+        args.modality = args.modality or task.modality
+        args.scale = task.scale if args.scale is None else args.scale
+        args.channels = task.channels
+        notes.append(f"{task.name}: stem {args.modality}, values x {args.scale:g}"
+                     + (f", missing bands {list(task.missing)} filled by "
+                        f"'{args.missing_bands}'" if task.missing else ""))
+    if args.scale is None:
+        args.scale = 1e-4
+    if args.subsample or args.train_fraction == 1.0:
+        return args.partition, notes
+    name = geobench.partition_name(args.train_fraction)
+    if not (Path(args.task_dir) / f"{name}_partition.json").is_file():
+        raise SystemExit(f"{Path(args.task_dir) / (name + '_partition.json')} not found: "
+                         f"--train-fraction {args.train_fraction:g} reads GEO-Bench's own "
+                         "partition; pass --subsample for a seeded stratified subsample of "
+                         "the default partition instead")
+    notes.append(f"training split of GEO-Bench's partition {name}")
+    return name, notes
 
 
 def load_geobench_split(task_dir: Path, split: str, partition: str) -> tuple[list[str], list]:
     """Sample names and labels of one split of a GEO-Bench task."""
-    part_file = task_dir / f"{partition}_partition.json"
-    labels_file = task_dir / "labels.json"
-    for f in (part_file, labels_file):
-        if not f.exists():
-            raise SystemExit(f"{f} not found (see the layout in this script's docstring)")
-    names = json.loads(part_file.read_text())[split]
-    labels = json.loads(labels_file.read_text())
-    missing = [n for n in names if n not in labels]
-    if missing:
-        raise SystemExit(f"labels.json lacks {len(missing)} samples, e.g. {missing[:3]}")
-    return names, [labels[n] for n in names]
+    try:
+        return geobench.load_split(task_dir, split, partition)
+    except InputError as err:
+        raise SystemExit(str(err)) from None
 
 
-def geobench_protocol(args, model) -> str:
+def _check_units(image: np.ndarray, modality: str, path: Path, scale: float) -> None:
+    """Refuse a first image whose values are not reflectance (a wrong --scale)."""
+    from xterrafm.embedding.calibration import check_value_range
+
+    try:
+        check_value_range(image.reshape(image.shape[0], -1).astype("float64"), modality,
+                          applied=f"{path.name} x {scale:g}")
+    except InputError as err:
+        raise SystemExit(f"{err}\n(for GEO-Bench: set --scale/--offset so that values become "
+                         "reflectance)") from None
+
+
+def geobench_protocol(args, model, partition: str, notes: list[str]) -> str:
     task_dir = Path(args.task_dir)
-    results = []
+    results = list(notes)
     data = {}
     for split in ("train", "test"):
-        names, labels = load_geobench_split(task_dir, split, args.partition)
+        names, labels = load_geobench_split(task_dir, split, partition)
+        first = read_geobench_sample(task_dir / f"{names[0]}.hdf5", args.modality, args.scale,
+                                     args.offset, args.channels, args.missing_bands)
+        _check_units(first, args.modality, task_dir / f"{names[0]}.hdf5", args.scale)
         images = (read_geobench_sample(task_dir / f"{n}.hdf5", args.modality, args.scale,
-                                       args.offset) for n in names)
+                                       args.offset, args.channels, args.missing_bands)
+                  for n in names)
         x = embed_images(images, model, args.modality, size=args.size,
                          batch_size=args.batch_size)
         data[split] = (x, np.asarray(labels))
     (xtr, ytr), (xte, yte) = data["train"], data["test"]
     multilabel = ytr.ndim == 2
+    own = args.train_fraction if args.subsample else 1.0
+    results.append(f"{len(ytr)} train / {len(yte)} test samples (partition {partition}"
+                   + (f", subsampled to {own:g}" if own != 1.0 else "") + ")")
     for k in args.k:
         if multilabel:
             score = knn_f1(xtr, ytr, xte, yte, k=k, temperature=args.temperature,
-                           train_fraction=args.train_fraction, seed=args.seed)
+                           train_fraction=own, seed=args.seed)
             results.append(f"{task_dir.name}  k={k}  micro-F1 {score:.4f}")
         else:
             pred = knn(xtr, ytr, xte, k=k, temperature=args.temperature,
-                       train_fraction=args.train_fraction, seed=args.seed)
+                       train_fraction=own, seed=args.seed)
             results.append(f"{task_dir.name}  k={k}  top-1 acc {accuracy(yte, pred):.4f}")
     return "\n".join(results)
 
@@ -174,19 +217,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--task-dir", default=None, help="GEO-Bench task folder; none: synthetic")
-    p.add_argument("--partition", default="default", help="<name>_partition.json to use")
+    p.add_argument("--partition", default="default",
+                   help="<name>_partition.json to use at --train-fraction 1")
     p.add_argument("--model", default="terrafm-b")
     p.add_argument("--weights", default=None, help="weights file (default: random init)")
     p.add_argument("--modality", default=None,
-                   help="s2_l1c / s2_l2a (default: s2_l1c for GEO-Bench, s2_l2a synthetic)")
-    p.add_argument("--scale", type=float, default=1e-4, help="GEO-Bench value -> reflectance")
+                   help="s2_l1c / s2_l2a (default: the task's stem, see above; s2_l2a for "
+                   "the synthetic scene)")
+    p.add_argument("--scale", type=float, default=None,
+                   help="GEO-Bench value -> reflectance (default: the task's, else 1e-4)")
     p.add_argument("--offset", type=float, default=0.0)
+    p.add_argument("--missing-bands", choices=geobench.MISSING_POLICIES, default="interpolate",
+                   help="how bands a task lacks are filled")
+    p.add_argument("--subsample", action="store_true",
+                   help="--train-fraction subsamples the default partition (seeded, stratified) "
+                   "instead of reading GEO-Bench's partition file")
     p.add_argument("--size", type=int, default=None,
                    help="resize images to this many px (default: 224 for GEO-Bench, none "
                    "for synthetic chips)")
     p.add_argument("--k", type=int, nargs="+", default=[20])
     p.add_argument("--temperature", type=float, default=0.07)
-    p.add_argument("--train-fraction", type=float, default=1.0, help="0.01: the 1%% protocol")
+    p.add_argument("--train-fraction", type=float, default=1.0,
+                   help="0.01: the 1%% protocol (GEO-Bench's 0.01x_train partition)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--synthetic-size", type=int, default=448, help="synthetic scene size (px)")
@@ -196,14 +248,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.modality is None:
-        args.modality = "s2_l1c" if args.task_dir else "s2_l2a"
+    if args.task_dir is None:
+        args.modality = args.modality or "s2_l2a"
+        args.scale = 1e-4 if args.scale is None else args.scale
+    if not 0.0 < args.train_fraction <= 1.0:
+        raise SystemExit(f"--train-fraction must be in (0, 1]; got {args.train_fraction}")
     if args.size is None and args.task_dir:
         args.size = 224
+    if args.task_dir:
+        partition, notes = resolve_task(args)  # refuse bad arguments before loading anything
     model = load_model(args.model, weights=args.weights)
     if args.weights is None:
         print("note: random-init weights; pass --weights for meaningful scores", file=sys.stderr)
-    report = geobench_protocol(args, model) if args.task_dir else synthetic_protocol(args, model)
+    report = geobench_protocol(args, model, partition, notes) if args.task_dir else \
+        synthetic_protocol(args, model)
     print(report)
     return 0
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,60 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TESTS_DIR = Path(__file__).parent
 REFERENCE_TSV = TESTS_DIR / "data" / "terrafm_state_dict.tsv"
+
+#: ``XTERRAFM_GPU_REHEARSAL=1`` runs the ``requires_cuda`` tests on the CPU with tiny sizes and
+#: CPU stand-ins (gloo for NCCL), so that their code is exercised before a GPU is lent
+#: (``benchmarks/gpu_check.py --cpu-rehearsal``).
+GPU_REHEARSAL = os.environ.get("XTERRAFM_GPU_REHEARSAL") == "1"
+
+
+def _has_modules(*names: str) -> Callable[[], str | None]:
+    def check() -> str | None:
+        missing = [n for n in names if importlib.util.find_spec(n) is None]
+        return f"{', '.join(missing)} not installed" if missing else None
+    return check
+
+
+def _loopback() -> str | None:
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+    except OSError as err:
+        return f"cannot open a socket on 127.0.0.1: {err}"
+    return None
+
+
+def _cuda() -> str | None:
+    if GPU_REHEARSAL:
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    return "torch sees no CUDA device (XTERRAFM_GPU_REHEARSAL=1 rehearses these on the CPU)"
+
+
+#: ``requires_*`` marker -> check returning why the test cannot run here (None: it can).
+REQUIREMENTS: dict[str, Callable[[], str | None]] = {
+    "requires_gateway": _has_modules("dask_gateway", "dask_gateway_server"),
+    "requires_network_loopback": _loopback,
+    "requires_h5py": _has_modules("h5py"),
+    "requires_nbclient": _has_modules("nbclient", "nbformat", "ipykernel"),
+    "requires_matplotlib": _has_modules("matplotlib"),
+    "requires_cuda": _cuda,
+}
+
+
+@functools.cache
+def _missing(marker: str) -> str | None:
+    return REQUIREMENTS[marker]()
+
+
+def pytest_runtest_setup(item):
+    """Skip a test whose ``requires_*`` markers name something this machine lacks."""
+    for marker in REQUIREMENTS:
+        if item.get_closest_marker(marker) is not None and (why := _missing(marker)):
+            pytest.skip(f"{marker}: {why}")
 
 
 @pytest.fixture(autouse=True, scope="session")

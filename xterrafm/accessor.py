@@ -1,69 +1,68 @@
-"""The ``.terrafm`` accessor on xarray objects: a thin facade over :mod:`xterrafm.embedding`.
+"""The ``.terrafm`` accessor on xarray objects: its methods *are* the module functions.
 
-Registered on ``import xterrafm`` for DataArrays with a ``band`` dimension (what
-:mod:`xterrafm.io` returns) and Datasets with one variable per band (what odc-stac returns).
-Importing this module only imports xarray; torch is loaded when a method runs.
+``cube.terrafm.embed(...)`` is :func:`xterrafm.embed` called with the cube as first argument,
+with that function's signature and docstring; the same holds for every method. Registered on
+``import xterrafm`` for DataArrays and Datasets. Importing this module imports xarray and
+nothing of xterrafm: a method's module is imported when the method is first looked up.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
 from typing import Any
 
-import xarray as xr
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import xarray as xr
 
 __all__ = ["TerraFMDataArrayAccessor", "TerraFMDatasetAccessor"]
+
+
+class _Method:
+    """An accessor attribute that is the function ``module.name`` bound to the wrapped object."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def _function(self) -> Any:
+        return getattr(importlib.import_module(self.module), self.name)
+
+    def __get__(self, accessor: Any, owner: type | None = None) -> Any:
+        func = self._function()
+        if accessor is None:
+            return func
+
+        @functools.wraps(func)
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return func(accessor._obj, *args, **kwargs)
+
+        params = list(inspect.signature(func).parameters.values())[1:]
+        method.__signature__ = inspect.signature(func).replace(parameters=params)
+        return method
 
 
 class _TerraFMAccessor:
     def __init__(self, obj: xr.DataArray | xr.Dataset) -> None:
         self._obj = obj
 
-    def embed(self, model: str = "terrafm-b", weights: Any = None, modality: str | None = None,
-              level: str = "tile", tile: int = 224, stride: int | None = None,
-              batch_size: int | None = None, device: str = "auto", precision: str = "auto",
-              normalize: str | None = "terrafm-v1", min_valid: float = 0.5,
-              **kwargs: Any) -> xr.DataArray:
-        """Lazy TerraFM embeddings of this cube; see :func:`xterrafm.embedding.embed`."""
-        from xterrafm.embedding import embed
-
-        return embed(self._obj, model=model, weights=weights, modality=modality, level=level,
-                     tile=tile, stride=stride, batch_size=batch_size, device=device,
-                     precision=precision, normalize=normalize, min_valid=min_valid, **kwargs)
-
-    def embed_to_zarr(self, store: Any, **kwargs: Any) -> Any:
-        """Embed into a resumable Zarr store; see :func:`xterrafm.embedding.embed_to_zarr`.
-
-        Returns
-        -------
-        EmbedSummary
-        """
-        from xterrafm.embedding import embed_to_zarr
-
-        return embed_to_zarr(self._obj, store, **kwargs)
+    embed = _Method("xterrafm.embedding.api", "embed")
+    embed_to_zarr = _Method("xterrafm.store.write", "embed_to_zarr")
+    # on embedding cubes (xterrafm.analysis)
+    similarity = _Method("xterrafm.analysis.similarity_map", "similarity")
+    top_k = _Method("xterrafm.analysis.search", "top_k")
+    change = _Method("xterrafm.analysis.change_map", "change")
+    plot_pca = _Method("xterrafm.analysis.pictures", "plot_pca")
+    plot_map = _Method("xterrafm.analysis.pictures", "plot_map")
+    # on input cubes
+    plot_true_colour = _Method("xterrafm.analysis.pictures", "plot_true_colour")
 
 
 @xr.register_dataarray_accessor("terrafm")
 class TerraFMDataArrayAccessor(_TerraFMAccessor):
-    """``da.terrafm``: TerraFM on a ``(time, band, y, x)`` DataArray."""
-
-    def __init__(self, obj: xr.DataArray) -> None:
-        super().__init__(obj)
-
-    def _check(self) -> None:
-        if "band" not in self._obj.dims:
-            raise AttributeError("the .terrafm accessor needs a DataArray with a 'band' dimension")
-
-    def embed(self, *args: Any, **kwargs: Any) -> xr.DataArray:  # noqa: D102
-        self._check()
-        return super().embed(*args, **kwargs)
-
-    embed.__doc__ = _TerraFMAccessor.embed.__doc__
-
-    def embed_to_zarr(self, store: Any, **kwargs: Any) -> Any:  # noqa: D102
-        self._check()
-        return super().embed_to_zarr(store, **kwargs)
-
-    embed_to_zarr.__doc__ = _TerraFMAccessor.embed_to_zarr.__doc__
+    """``da.terrafm``: TerraFM on a ``(time, band, y, x)`` cube."""
 
 
 @xr.register_dataset_accessor("terrafm")

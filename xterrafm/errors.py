@@ -26,14 +26,21 @@ __all__ = [
     "ClusterError",
     "EmbedJobError",
     "InputError",
+    "RandomWeightsWarning",
+    "NoFusionWeightsError",
+    "NotAStoreError",
     "SourceError",
     "StoreError",
     "StoreMismatchError",
     "UnsafeWeightsError",
     "UsageError",
+    "WeightsDownloadError",
     "WeightsError",
     "WeightsMismatchError",
+    "WeightsNotFoundError",
+    "WorkersLostError",
     "XterrafmError",
+    "XterrafmWarning",
     "exit_code",
 ]
 
@@ -64,12 +71,24 @@ class WeightsError(XterrafmError, ValueError):
     """A weights file cannot be used (unreadable, wrong layout, wrong hash)."""
 
 
+class WeightsNotFoundError(WeightsError, FileNotFoundError):
+    """No weights file at the given path."""
+
+
 class UnsafeWeightsError(WeightsError):
     """A checkpoint would need unpickling arbitrary objects to load; it is refused."""
 
 
 class WeightsMismatchError(WeightsError):
     """Loaded weights are not the ones expected (names, shapes or SHA-256 differ)."""
+
+
+class NoFusionWeightsError(WeightsError):
+    """Fused embeddings were asked of weights without fusion parameters (the published ones)."""
+
+
+class WeightsDownloadError(WeightsError, RuntimeError):
+    """Published weights could not be fetched (offline and not cached, unreachable, truncated)."""
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -86,9 +105,17 @@ class StoreMismatchError(StoreError, ValueError):
     """The store was written with other settings or another layout; it is not resumed."""
 
 
+class NotAStoreError(StoreMismatchError, FileExistsError):
+    """The path holds something that is not an xterrafm embedding store (or half of one)."""
+
+
 # -- jobs and clusters -----------------------------------------------------------------------
 class ClusterError(XterrafmError, RuntimeError):
     """The requested Dask cluster could not be created or reached (the message says why)."""
+
+
+class WorkersLostError(XterrafmError, RuntimeError):
+    """The cluster lost all its workers during a job and none came back in time."""
 
 
 class EmbedJobError(XterrafmError, RuntimeError):
@@ -97,6 +124,15 @@ class EmbedJobError(XterrafmError, RuntimeError):
     def __init__(self, message: str, summary: object | None = None) -> None:
         super().__init__(message)
         self.summary = summary
+
+
+# -- warnings --------------------------------------------------------------------------------
+class XterrafmWarning(UserWarning):
+    """Root of the warnings xterrafm gives."""
+
+
+class RandomWeightsWarning(XterrafmWarning):
+    """Embeddings are made with randomly initialised weights (meaningless but for tests)."""
 
 
 # -- exit codes of the command line ----------------------------------------------------------
@@ -113,6 +149,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (StoreMismatchError, EXIT_STORE_MISMATCH),
     (ClusterError, EXIT_CLUSTER),
     (UsageError, EXIT_USAGE),
+    (WeightsDownloadError, EXIT_FAILURE),
     (WeightsError, EXIT_USAGE),
 )
 

@@ -21,9 +21,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-
+from xterrafm._imports import import_gate
 from xterrafm.bands import check_modality, get_modality
+
+with import_gate():
+    import numpy as np
 
 __all__ = [
     "DEFAULT_SPEC",
@@ -229,7 +231,8 @@ def _check_axis(ndim: int, shape: Sequence[int], modality: str, n: int) -> None:
 
 def _normalize_torch(x: Any, modality: str, n: int, mean: np.ndarray, std: np.ndarray,
                      log: bool, floor: float) -> Any:
-    import torch
+    with import_gate():
+        import torch
 
     _check_axis(x.dim(), tuple(x.shape), modality, n)
     out_dtype = x.dtype if x.is_floating_point() else torch.float32
@@ -244,7 +247,8 @@ def _normalize_torch(x: Any, modality: str, n: int, mean: np.ndarray, std: np.nd
 
 def _normalize_xarray(x: Any, modality: str, spec_d: Mapping[str, Any], bands: list[str],
                       mean: np.ndarray, std: np.ndarray, log: bool, floor: float) -> Any:
-    import xarray as xr
+    with import_gate():
+        import xarray as xr
 
     if "band" not in x.dims:
         raise ValueError(f"normalize needs a 'band' dim on DataArray inputs; got dims {x.dims}")
@@ -304,8 +308,9 @@ def compute_stats(
     ValueError
         Unknown modality, wrong bands, or a band with no valid pixel or zero variance.
     """
-    import dask
-    import dask.array as da
+    with import_gate():
+        import dask
+        import dask.array as da
 
     modality = check_modality(modality)
     mspec = get_modality(modality)

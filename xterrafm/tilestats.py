@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-from numba import njit
-
+from xterrafm._imports import import_gate
 from xterrafm.datasets.signatures import WORLDCOVER_CLASSES
+
+with import_gate():
+    import numpy as np
+    from numba import njit
 
 __all__ = ["WORLDCOVER_VALUES", "class_histogram", "n_tiles", "valid_fraction"]
 

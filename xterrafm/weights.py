@@ -3,7 +3,10 @@
 * ``load_model(name, weights)`` builds a :class:`~xterrafm.models.TerraFM` and fills it from
   a ``.pth``/``.pt`` file (read with ``torch.load(weights_only=True)``: no pickled code runs),
   a ``.safetensors`` file, ``"hf"`` (TerraFM-B.pth of the ``MBZUAI/TerraFM`` Hugging Face repo,
-  downloaded into the user cache), an in-memory state_dict, or a seeded random initialisation.
+  downloaded into the user cache and checked, see :mod:`xterrafm.hub`), an in-memory
+  state_dict, or a seeded random initialisation. Files of a Hugging Face cache are checked
+  against their declared SHA-256 and the pin (:func:`xterrafm.hub.check_hub_file`) whenever
+  they are read, in every process.
 * Wrapper prefixes (``module.``, ``backbone.``, DINO ``teacher.``/``student.``) are stripped;
   any missing, unexpected or mis-shaped key is refused, except the fusion parameters that the
   published checkpoint does not hold (they keep fresh values; a warning says so).
@@ -20,56 +23,68 @@ import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-from torch import Tensor, nn
-
-from xterrafm.models import FUSION_PREFIX, TerraFM, TerraFMConfig, get_config
+from xterrafm._imports import import_gate
+from xterrafm.errors import UnsafeWeightsError, WeightsError, WeightsMismatchError
+from xterrafm.hub import PUBLISHED, download_published_weights
+from xterrafm.models.config import TerraFMConfig, get_config
+from xterrafm.models.terrafm import FUSION_PREFIX, TerraFM
 from xterrafm.models.vit import init_vit_weights
+
+with import_gate():
+    import torch
+    from torch import Tensor, nn
 
 __all__ = [
     "HF_FILENAME",
     "HF_REPO_ID",
     "UnsafeWeightsError",
+    "WeightsError",
     "WeightsMismatchError",
     "canonical_state_dict",
     "check_state_dict",
     "convert_weights",
+    "download_published_weights",
     "load_model",
     "read_weights",
     "state_dict_sha256",
 ]
 
-HF_REPO_ID = "MBZUAI/TerraFM"
-HF_FILENAME = "TerraFM-B.pth"
-#: Variants with published weights on the Hub.
-_HF_VARIANTS = {"terrafm-b": HF_FILENAME}
+#: Repository and file of the published TerraFM-B checkpoint (the pin: :data:`xterrafm.hub.PUBLISHED`).
+HF_REPO_ID = PUBLISHED["terrafm-b"].repo_id
+HF_FILENAME = PUBLISHED["terrafm-b"].filename
 _WRAPPER_PREFIXES = ("module.", "backbone.", "teacher.", "student.", "_orig_mod.")
 _CONTAINER_KEYS = ("teacher", "state_dict", "model", "student")
 
 
-class UnsafeWeightsError(ValueError):
-    """A weights file needs arbitrary code execution (pickled objects) to be read."""
-
-
-class WeightsMismatchError(ValueError):
-    """A state_dict does not fit the model: missing, unexpected or mis-shaped keys."""
-
-
 # -- reading ---------------------------------------------------------------------------------
 def _unpickler_reason(message: str) -> str:
-    """The line of a ``weights_only`` failure that names the offending object."""
+    """The line of a ``weights_only`` failure that names the offending object (never torch's
+    advice to retry with ``weights_only=False``, which would run the file's code)."""
     if "WeightsUnpickler error:" in message:
         tail = message.split("WeightsUnpickler error:", 1)[1].strip()
         return tail.split(". Please use")[0].split("\n")[0].strip()
-    return message.splitlines()[0] if message else "unknown reason"
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    for ln in lines:
+        if "GLOBAL" in ln or "blocked" in ln:
+            return ln.split(". Please use")[0]
+    safe = [ln for ln in lines if "weights_only" not in ln and "trusted source" not in ln]
+    return safe[0] if safe else "unknown reason"
+
+
+#: What ``torch.load(weights_only=True)`` says when its restricted unpickler refused an object
+#: (a global outside its allow-list, a blocked module): the file needs full unpickling.
+_UNSAFE_MARKERS = ("WeightsUnpickler", "Weights only load failed", "Unsupported global",
+                   "unsupported GLOBAL", "is blocked")
 
 
 def _read_torch_file(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "WeightsUnpickler" not in str(err):  # not a pickle torch understands
-            raise ValueError(f"cannot read {path} as a torch checkpoint: {err}") from None
+        if not any(marker in str(err) for marker in _UNSAFE_MARKERS):
+            # not a pickle torch understands
+            raise WeightsError(f"cannot read {path} as a torch checkpoint: "
+                               f"{_unpickler_reason(str(err))}") from None
         raise UnsafeWeightsError(
             f"refusing to load {path}: torch.load(weights_only=True) found pickle content "
             f"beyond tensors and plain containers ({_unpickler_reason(str(err))}). Unpickling "
@@ -77,7 +92,7 @@ def _read_torch_file(path: Path) -> object:
             "a plain state_dict (torch.save(model.state_dict())) or as .safetensors."
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(
+        raise WeightsError(
             f"cannot read {path} as a torch checkpoint: {_unpickler_reason(str(err))}"
         ) from err
 
@@ -102,21 +117,30 @@ def read_weights(path: str | os.PathLike) -> dict[str, Tensor]:
         No such file.
     UnsafeWeightsError
         The file would run code when unpickled.
-    ValueError
-        Unknown suffix or no state_dict inside.
+    WeightsError
+        Unknown suffix or no state_dict inside (a ``ValueError``).
+    WeightsMismatchError
+        A file of a Hugging Face cache fails its hash check (:func:`xterrafm.hub.check_hub_file`).
     """
-    p = Path(path).expanduser()
+    from xterrafm.hub import check_hub_file
+
+    p = check_hub_file(Path(path).expanduser())
     if not p.is_file():
         raise FileNotFoundError(f"weights file not found: {p}")
     suffix = p.suffix.lower()
     if suffix == ".safetensors":
-        from safetensors.torch import load_file
+        with import_gate():
+            from safetensors.torch import load_file
 
-        obj: object = load_file(str(p), device="cpu")
+        try:
+            obj: object = load_file(str(p), device="cpu")
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+            raise WeightsError(f"cannot read {p} as a .safetensors file (truncated or not "
+                               f"safetensors?): {err}") from None
     elif suffix in {".pth", ".pt", ".bin", ".ckpt"}:
         obj = _read_torch_file(p)
     else:
-        raise ValueError(
+        raise WeightsError(
             f"unknown weights format {p.name!r}: expected .pth, .pt or .safetensors"
         )
     return canonical_state_dict(obj)
@@ -124,7 +148,7 @@ def read_weights(path: str | os.PathLike) -> dict[str, Tensor]:
 
 def _unwrap_container(obj: object) -> Mapping:
     if not isinstance(obj, Mapping):
-        raise ValueError(f"expected a state_dict (mapping of tensors); got {type(obj).__name__}")
+        raise WeightsError(f"expected a state_dict (mapping of tensors); got {type(obj).__name__}")
     if obj and all(isinstance(v, Tensor) for v in obj.values()):
         return obj
     for key in _CONTAINER_KEYS:  # DINO checkpoints: {"teacher": ..., "student": ..., ...}
@@ -132,7 +156,7 @@ def _unwrap_container(obj: object) -> Mapping:
             return _unwrap_container(obj[key])
     tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
     if not tensors:
-        raise ValueError(f"no tensors found in checkpoint; top-level keys: {list(obj)[:10]}")
+        raise WeightsError(f"no tensors found in checkpoint; top-level keys: {list(obj)[:10]}")
     return tensors
 
 
@@ -157,7 +181,7 @@ def canonical_state_dict(obj: object) -> dict[str, Tensor]:
             if prefix == "backbone.":
                 in_backbone.add(k)
         if k in stripped:
-            raise ValueError(f"checkpoint key {key!r} collides with another after stripping "
+            raise WeightsError(f"checkpoint key {key!r} collides with another after stripping "
                              f"wrapper prefixes (as {k!r})")
         stripped[k] = value
     if in_backbone:
@@ -202,7 +226,8 @@ def check_state_dict(model: TerraFM, sd: Mapping[str, Tensor]) -> list[str]:
 
 # -- hashing / conversion --------------------------------------------------------------------
 def _serialise(sd: Mapping[str, Tensor]) -> bytes:
-    from safetensors.torch import save
+    with import_gate():
+        from safetensors.torch import save
 
     return save({k: v.detach().to("cpu").contiguous() for k, v in sd.items()})
 
@@ -309,55 +334,6 @@ def convert_weights(src: str | os.PathLike | Mapping[str, Tensor], dst: str | os
     return hashlib.sha256(data).hexdigest()
 
 
-# -- Hugging Face ----------------------------------------------------------------------------
-def _env_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def download_published_weights(name: str = "terrafm-b",
-                               cache_dir: str | os.PathLike | None = None) -> Path:
-    """Path of the published checkpoint in the Hugging Face cache, downloading it if online.
-
-    Raises
-    ------
-    ValueError
-        No published weights for ``name``.
-    RuntimeError
-        Offline or unreachable and not cached; the message says how to pass a local file.
-    """
-    cfg = get_config(name)
-    filename = _HF_VARIANTS.get(cfg.name)
-    if filename is None:
-        raise ValueError(
-            f"no published weights for {cfg.name!r}; published: {list(_HF_VARIANTS)}"
-        )
-    hint = (
-        f"Download {filename} from https://huggingface.co/{HF_REPO_ID} on a machine with "
-        f"internet access and pass the local file: "
-        f"xterrafm.load_model({cfg.name!r}, weights='/path/to/{filename}') "
-        "(or a .safetensors made with xterrafm.convert_weights)."
-    )
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError as err:
-        raise RuntimeError(f"weights='hf' needs huggingface_hub (pip install xterrafm[hub]). "
-                           f"{hint}") from err
-    offline = _env_offline()
-    try:
-        path = hf_hub_download(
-            repo_id=HF_REPO_ID, filename=filename,
-            cache_dir=None if cache_dir is None else str(cache_dir),
-            local_files_only=offline,
-        )
-    except Exception as err:  # noqa: BLE001 - every failure mode gets the same advice
-        why = "offline mode (HF_HUB_OFFLINE) is set" if offline else type(err).__name__
-        raise RuntimeError(
-            f"could not get {filename} from the Hugging Face repo {HF_REPO_ID} ({why}; the file "
-            f"is not in the local cache). {hint}"
-        ) from err
-    return Path(path)
-
-
 # -- building --------------------------------------------------------------------------------
 def _model_for_weights(cfg: TerraFMConfig, sd: Mapping[str, Tensor], seed: int,
                        copy: bool) -> TerraFM:
@@ -407,8 +383,10 @@ def load_model(
     weights : None, path-like, ``"hf"`` or mapping
         ``None``: random initialisation, deterministic for ``seed`` (no pretrained knowledge:
         for tests and pipelines only). A ``.pth``/``.pt`` (``torch.load(weights_only=True)``)
-        or ``.safetensors`` path. ``"hf"``: TerraFM-B.pth from the MBZUAI/TerraFM Hugging Face
-        repo, cached in the user cache (``cache_dir`` to override). A state_dict mapping.
+        or ``.safetensors`` path. ``"hf"``: the pinned published file of the variant
+        (:func:`xterrafm.hub.published_weights`; TerraFM-B.pth of the MBZUAI/TerraFM Hugging
+        Face repo), cached in the user cache (``cache_dir`` to override) and checked. A
+        state_dict mapping.
     device : str, torch.device or None
         Where to put the model (default CPU).
     precision : str
@@ -436,9 +414,12 @@ def load_model(
         Keys or shapes do not fit (fusion keys may be missing; they keep fresh values).
     UnsafeWeightsError
         The file would execute code when unpickled.
-    RuntimeError
-        ``"hf"`` while offline and not cached (the message says how to pass a local file).
+    WeightsDownloadError
+        ``"hf"`` while offline and not cached, or the download failed (the message says how to
+        pass a local file); a ``RuntimeError``.
     """
+    from xterrafm.hub import describe_source
+
     cfg = get_config(name)
     sd: dict[str, Tensor] | None = None
     source = "random-init"
@@ -448,10 +429,10 @@ def load_model(
     elif isinstance(weights, str) and weights.strip().lower() in {"hf", "huggingface"}:
         path = download_published_weights(cfg.name, cache_dir=cache_dir)
         sd = read_weights(path)
-        source = f"hf://{HF_REPO_ID}/{path.name}"
+        source = describe_source(path)
     elif weights is not None:
         sd = read_weights(weights)
-        source = str(Path(weights).expanduser())
+        source = describe_source(Path(weights).expanduser())
 
     if sd is None:
         with torch.random.fork_rng(devices=[]):

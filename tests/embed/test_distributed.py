@@ -11,7 +11,8 @@ distributed = pytest.importorskip("distributed")
 
 from distributed import Client, LocalCluster, Nanny, Scheduler, SpecCluster  # noqa: E402
 
-from xterrafm.embedding import compute, embed_to_zarr, runtime  # noqa: E402
+from xterrafm.embedding import compute, keep_annotations, runtime  # noqa: E402
+from xterrafm.store import embed_to_zarr  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_local_cluster_of_processes(cube, reference, tiny_weights, tmp_path, loc
                             progress=False)
     n_blocks = int(np.prod([len(c) for c in emb.data.chunks]))
     assert n_blocks == 2 * 2 * 2  # dates x (3 window rows / 2) x (4 window columns / 2)
-    assert summary.complete and summary.blocks_written == n_blocks
+    assert summary.complete and summary.counts.written.blocks == n_blocks
     stats = _worker_stats(client)
     # one model per worker process, however many blocks it ran; threads set once
     assert all(s.get("models_built", 0) <= 1 for s in stats.values())
@@ -77,7 +78,8 @@ def test_model_tasks_run_only_on_gpu_workers(cube, reference, tiny_weights, tmp_
         assert emb.data.dask.layers[emb.data.name].annotations == {"resources": {"GPU": 1}}
         (got,) = compute(emb + 0, client=client, progress=False)  # optimisation + fusion on
         np.testing.assert_allclose(got.values, reference.values, atol=1e-5, equal_nan=True)
-        plain = client.compute(emb.mean("embedding")).result()  # a user's own compute too
+        with keep_annotations():  # a user's own compute keeps them too, inside this block
+            plain = client.compute(emb.mean("embedding")).result()
         assert np.isfinite(plain.values).any()
         summary = embed_to_zarr(cube, tmp_path / "g.zarr", client=client, model="terrafm-tiny",
                                 weights=tiny_weights, tile=64, stride=48, block_cells=1,

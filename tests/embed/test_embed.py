@@ -13,8 +13,8 @@ import torch
 import xarray as xr
 
 import xterrafm
+from tests.helpers.counting import raise_if_dask_computes
 from xterrafm.embedding.windows import AxisWindows
-from xterrafm.testing import raise_if_dask_computes
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +41,19 @@ def _by_hand(model, window: np.ndarray, modality: str, level: str) -> np.ndarray
 
 
 def test_building_the_graph_computes_nothing(make_cube, tiny_weights):
+    # beyond the one bounded sample of the input's values (docs/inputs.md), which
+    # calibration="none" (the user vouches for the units) skips
     cube = make_cube(200, 260, chunks=50)
     xterrafm.load_model("terrafm-tiny", tiny_weights)  # warm imports outside the counter
     with raise_if_dask_computes():
-        emb = cube.terrafm.embed(model="terrafm-tiny", weights=tiny_weights, tile=64, stride=32)
+        emb = cube.terrafm.embed(model="terrafm-tiny", weights=tiny_weights, tile=64, stride=32,
+                                 calibration="none")
         emb_p = cube.terrafm.embed(model="terrafm-tiny", weights=tiny_weights, tile=64,
-                                   level="patch")
+                                   level="patch", calibration="none")
     assert emb.chunks is not None and emb_p.chunks is not None
+    with raise_if_dask_computes(max_computes=1):  # calibration="auto": the sample only
+        emb = cube.terrafm.embed(model="terrafm-tiny", weights=tiny_weights, tile=64)
+    assert emb.chunks is not None
 
 
 def test_output_contract(make_cube, tiny_weights, tiny_model):
@@ -171,7 +177,7 @@ def test_bad_inputs_are_refused(make_cube, tiny_weights):
                           coords={d: cube[d].values for d in ("time", "band", "y", "x")})
     with pytest.raises(ValueError, match="no CRS|geo-referencing"):
         no_crs.terrafm.embed(**kw)
-    with pytest.raises(AttributeError, match="'band' dimension"):
+    with pytest.raises(ValueError, match="'band' dimension"):
         cube.isel(band=0).terrafm.embed(**kw)
     with pytest.raises(FileNotFoundError):
         cube.terrafm.embed(model="terrafm-tiny", weights="/nonexistent/w.safetensors")

@@ -14,7 +14,8 @@ distributed = pytest.importorskip("distributed")
 
 from distributed import Client, LocalCluster, default_client  # noqa: E402
 
-from xterrafm.embedding import compute, embed_to_zarr, runtime, store_status  # noqa: E402
+from xterrafm.embedding import compute, runtime  # noqa: E402
+from xterrafm.store import embed_to_zarr, store_status  # noqa: E402
 
 
 def test_a_client_that_is_not_the_default(make_cube, tiny_weights, tmp_path):
@@ -29,10 +30,10 @@ def test_a_client_that_is_not_the_default(make_cube, tiny_weights, tmp_path):
         client.run(runtime.clear_cache)
         store = tmp_path / "e.zarr"
         summary = embed_to_zarr(cube, store, client=client, progress=True, **kw)
-        assert summary.complete and summary.blocks_written == 2 * 2 * 3
+        assert summary.complete and summary.counts.written.blocks == 2 * 2 * 3
         (got,) = compute(cube.terrafm.embed(client=client, **kw), client=client, progress=True)
         worker_blocks = sum(s.get("blocks", 0) for s in client.run(runtime.stats).values())
-        assert worker_blocks == 2 * summary.blocks_written  # both ran on this client's worker
+        assert worker_blocks == 2 * summary.counts.written.blocks  # both ran on this client's worker
     assert store_status(store).complete
     back = xr.open_zarr(store, decode_coords="all")["embeddings"]
     np.testing.assert_allclose(back.values, reference.values, atol=1e-5, equal_nan=True)

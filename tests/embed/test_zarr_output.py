@@ -18,7 +18,9 @@ import xarray as xr
 import zarr
 
 import xterrafm
-from xterrafm.embedding import FingerprintMismatchError, embed_to_zarr, runtime
+from xterrafm.embedding import runtime
+from xterrafm.errors import StoreMismatchError
+from xterrafm.store import embed_to_zarr
 
 KW = dict(model="terrafm-tiny", tile=64, block_cells=1, progress=False)
 #: Where a store keeps its per-block completion markers (under the array, unseen by Zarr).
@@ -43,10 +45,10 @@ def test_store_round_trip_keeps_values_crs_and_attrs(cube_store, tmp_path, tiny_
     store = tmp_path / "emb.zarr"
     summary = cube.terrafm.embed_to_zarr(store, weights=tiny_weights, **KW)
     emb = cube.terrafm.embed(model="terrafm-tiny", weights=tiny_weights, tile=64).compute()
-    assert summary.complete and summary.blocks_total == 2 * 3 * 3
-    assert summary.blocks_written == 18 and summary.blocks_skipped == 0
-    assert summary.cells_embedded + summary.cells_empty == emb.isel(embedding=0).size
-    assert summary.cells_empty == int(np.isnan(emb.isel(embedding=0)).sum()) > 0
+    assert summary.complete and summary.counts.blocks_total == 2 * 3 * 3
+    assert summary.counts.written.blocks == 18 and summary.counts.found.blocks == 0
+    assert summary.counts.written.cells == emb.isel(embedding=0).size
+    assert summary.counts.written.empty == int(np.isnan(emb.isel(embedding=0)).sum()) > 0
     assert zarr.open_group(store, mode="r").metadata.zarr_format == 3
     back = xr.open_zarr(store, decode_coords="all")["embeddings"]
     assert back.rio.crs == cube.rio.crs
@@ -78,9 +80,9 @@ def test_refuses_a_store_with_other_settings(cube_store, tmp_path, tiny_weights)
                           (dict(weights=None), "weights_sha256"), (dict(level="patch"), "level"),
                           (dict(min_valid=0.9), "min_valid")]:
         kw = {**KW, "weights": tiny_weights, **change}
-        with pytest.raises(FingerprintMismatchError, match=f"{field}: store has"):
+        with pytest.raises(StoreMismatchError, match=f"{field}: store has"):
             embed_to_zarr(cube, store, **kw)
-    with pytest.raises(FingerprintMismatchError, match="grid differs"):
+    with pytest.raises(StoreMismatchError, match="grid differs"):
         embed_to_zarr(cube.isel(x=slice(0, 100)), store, weights=tiny_weights, **KW)
     assert sorted(os.listdir(store / MARKERS)) == markers  # nothing lost
     other = tmp_path / "not-ours"
@@ -91,21 +93,20 @@ def test_refuses_a_store_with_other_settings(cube_store, tmp_path, tiny_weights)
     assert (other / "data.txt").read_text() == "keep me"
     again = embed_to_zarr(cube, store, weights=tiny_weights, overwrite=True, tile=64,
                           model="terrafm-tiny", stride=32, progress=False)
-    assert again.blocks_skipped == 0 and again.complete
+    assert again.counts.found.blocks == 0 and again.complete
 
 
 def test_waves_and_hook(cube_store, tmp_path, tiny_weights):
     seen = []
     summary = embed_to_zarr(open_cube(cube_store), tmp_path / "w.zarr", weights=tiny_weights,
-                            wave_size=4, on_wave=lambda s: seen.append(s.blocks_written), **KW)
+                            wave_size=4, on_wave=lambda s: seen.append(s.counts.written.blocks), **KW)
     assert summary.waves == 5 and seen == [4, 8, 12, 16, 18]
 
 
 _RUNNER = textwrap.dedent("""
     import sys, time
     import dask, torch, xarray as xr
-    import xterrafm
-    from xterrafm.embedding import embed_to_zarr
+    from xterrafm.store import embed_to_zarr
     torch.set_num_threads(1)
     cube = xr.open_zarr(sys.argv[1], decode_coords="all", consolidated=False)["cube"]
     dask.config.set(scheduler="synchronous")
@@ -147,8 +148,8 @@ def test_killed_run_resumes_without_recomputing(cube_store, tmp_path, tiny_weigh
 
     runtime.clear_cache()
     summary = embed_to_zarr(cube, store, weights=tiny_weights, **KW)
-    assert summary.blocks_skipped == len(done)
-    assert summary.blocks_written == 18 - len(done)
+    assert summary.counts.found.blocks == len(done)
+    assert summary.counts.written.blocks == 18 - len(done)
     assert runtime.stats()["blocks"] == 18 - len(done)  # the model ran only for missing blocks
     assert {b: p.stat().st_mtime_ns for b, p in chunk_files.items()} == mtimes
     a = xr.open_zarr(store, decode_coords="all")
@@ -156,7 +157,7 @@ def test_killed_run_resumes_without_recomputing(cube_store, tmp_path, tiny_weigh
     np.testing.assert_array_equal(a["embeddings"].values, b["embeddings"].values)
     assert a["embeddings"].attrs == b["embeddings"].attrs
     assert json.loads(a.attrs["xterrafm_fingerprint"]) == json.loads(b.attrs["xterrafm_fingerprint"])
-    assert xterrafm.embedding.pending_blocks(
+    assert xterrafm.store.pending_blocks(
         cube.terrafm.embed(model="terrafm-tiny", weights=tiny_weights, tile=64, block_cells=1),
         str(store)) == []
 
@@ -191,48 +192,32 @@ def test_opening_a_store_warns_nothing(cube_store, tmp_path, tiny_weights, zarr_
 
 
 def test_store_status_counts_blocks_and_cells(cube_store, tmp_path, tiny_weights):
-    from xterrafm.embedding import prepare_store, store_status, write_blocks
+    from xterrafm.embedding import embed_and_plan
+    from xterrafm.store import prepare_store, store_status, write_blocks
 
     cube = open_cube(cube_store)
     store = tmp_path / "partial.zarr"
     with pytest.raises(FileNotFoundError, match="partial.zarr"):
         store_status(store)
-    emb = cube.terrafm.embed(model="terrafm-tiny", weights=tiny_weights, tile=64, block_cells=1)
-    assert prepare_store(emb, str(store)) == "new"
+    emb, plan = embed_and_plan(cube, model="terrafm-tiny", weights=tiny_weights, tile=64,
+                               block_cells=1)
+    assert prepare_store(emb, plan, str(store)) == "new"
     fresh = store_status(store)
-    assert fresh.template_complete and fresh.blocks_done == 0 and fresh.blocks_total == 18
-    assert fresh.cells_total == 2 * 3 * 3 and fresh.cells_failed == fresh.cells_total
+    assert fresh.template_complete and fresh.counts.found.blocks == 0 and fresh.counts.blocks_total == 18
+    assert fresh.counts.cells_total == 2 * 3 * 3 and fresh.counts.cells_failed == fresh.counts.cells_total
     assert fresh.fingerprint == json.loads(zarr.open_group(store).attrs["xterrafm_fingerprint"])
     written = write_blocks(emb, str(store), [(0, 0, 0, 0), (0, 0, 2, 0)], progress=False)
     part = store_status(str(store))
-    assert (part.blocks_done, part.blocks_failed, part.complete) == (2, 16, False)
-    assert part.cells_embedded == written.cells_embedded == 1
-    assert part.cells_empty == written.cells_empty == 1  # the window in the NaN box
-    assert part.cells_failed == 18 - 2
+    assert (part.counts.found.blocks, part.counts.blocks_failed, part.complete) == (2, 16, False)
+    assert part.counts.found.embedded == written.counts.written.embedded == 1
+    assert part.counts.found.empty == written.counts.written.empty == 1  # the window in the NaN box
+    assert part.counts.cells_failed == 18 - 2
     embed_to_zarr(cube, store, weights=tiny_weights, **KW)
     full = store_status(store)
     ref = emb.isel(embedding=0).compute()
-    assert full.complete and full.blocks_done == 18 and full.cells_failed == 0
-    assert full.cells_empty == int(np.isnan(ref).sum())
+    assert full.complete and full.counts.found.blocks == 18 and full.counts.cells_failed == 0
+    assert full.counts.found.empty == int(np.isnan(ref).sum())
     assert full.to_dict()["complete"] is True
     other = tmp_path / "elsewhere"
     other.mkdir()
     assert store_status(other).fingerprint is None and not store_status(other).complete
-
-
-def test_resume_moves_the_bookkeeping_of_the_earlier_layout(cube_store, tmp_path, tiny_weights):
-    """Stores written before the markers moved under the array kept them in <store>/.xterrafm;
-    a resume keeps their finished blocks and leaves a store that opens without warnings."""
-    cube = open_cube(cube_store)
-    store = tmp_path / "old.zarr"
-    embed_to_zarr(cube, store, weights=tiny_weights, **KW)
-    legacy = store / ".xterrafm"
-    (store / MARKERS.parent).rename(legacy)
-    (legacy / "fingerprint.json").write_text(zarr.open_group(store).attrs["xterrafm_fingerprint"])
-    for marker in sorted((legacy / "blocks").glob("*.json"))[:5]:
-        marker.unlink()
-    assert xterrafm.embedding.store_status(store).blocks_done == 13
-    summary = embed_to_zarr(cube, store, weights=tiny_weights, **KW)
-    assert (summary.blocks_skipped, summary.blocks_written) == (13, 5)
-    assert not legacy.exists() and len(list((store / MARKERS).glob("*.json"))) == 18
-    _open_without_warnings(store, consolidated=False)

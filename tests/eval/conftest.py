@@ -15,3 +15,13 @@ def separable_blobs() -> tuple[np.ndarray, np.ndarray]:
     x = centres[y] + rng.normal(size=(y.size, 16)) * 0.5 + 3.0  # offset: cosine must still work
     order = rng.permutation(y.size)
     return x[order].astype(np.float32), y[order]
+
+
+@pytest.fixture(scope="session")
+def tiny_weights_file(tmp_path_factory) -> str:
+    """A terrafm-tiny safetensors file (seeded random values): a stand-in for the weights."""
+    from xterrafm.weights import convert_weights, load_model
+
+    path = tmp_path_factory.mktemp("validate-weights") / "terrafm-tiny.safetensors"
+    convert_weights(load_model("terrafm-tiny", seed=123).state_dict(), path)
+    return str(path)

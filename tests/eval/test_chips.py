@@ -9,7 +9,7 @@ import torch
 from rasterio.transform import from_origin
 
 from xterrafm.eval.chips import embed_chips, find_chips, read_chip
-from xterrafm.eval.knn import knn_accuracy
+from xterrafm.eval.knn_probe import knn_accuracy
 from xterrafm.normalization import normalize
 from xterrafm.weights import load_model
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from xterrafm.eval.knn import knn, knn_accuracy, knn_f1, knn_scores
+from xterrafm.eval.knn_probe import knn, knn_accuracy, knn_f1, knn_scores
 from xterrafm.eval.splits import subsample_training_set
 
 # 2-D training set; the test point [1, 0] has cosine similarities 1, 0, 1/sqrt(2), -1.
@@ -100,11 +100,11 @@ def test_bad_inputs_are_named():
 
 
 def test_the_package_exports_the_function_knn_not_its_module():
-    # xterrafm.eval imports lazily; the module xterrafm.eval.knn must not shadow the function
+    # xterrafm.eval imports lazily; the module defining knn must not shadow the function
     import importlib
 
     import xterrafm.eval
 
-    module = importlib.import_module("xterrafm.eval.knn")
+    module = importlib.import_module("xterrafm.eval.knn_probe")
     assert xterrafm.eval.knn is module.knn and callable(xterrafm.eval.knn)
     assert xterrafm.eval.fit_linear_probe.__module__ == "xterrafm.eval.linear"

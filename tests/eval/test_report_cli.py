@@ -130,3 +130,33 @@ def test_read_scene_cube_reads_the_scene_through_its_stac_items(synthetic_scene)
         np.testing.assert_array_equal(s1.isel(time=0).sel(band="VV").values, src.read(1))
     with pytest.raises(ValueError, match="no 's2_l1c_x' items"):
         read_scene_cube(synthetic_scene, "s2_l1c_x")
+
+
+def _write_raster(path, values, nodata=None):
+    with rasterio.open(path, "w", driver="GTiff", width=values.shape[1], height=values.shape[0],
+                       count=1, dtype=values.dtype, crs=CRS,
+                       transform=from_origin(600_000.0, 5_100_000.0, 10, 10),
+                       nodata=nodata) as dst:
+        dst.write(values, 1)
+
+
+@pytest.mark.parametrize("kind", ["elevation", "reflectance"])
+def test_cli_refuses_a_continuous_raster_as_labels(tmp_path, capsys, kind):
+    _, _, labels, feats = _grid_samples()
+    store, _ = _write_inputs(tmp_path, feats, labels)
+    rng = np.random.default_rng(0)
+    if kind == "elevation":  # integer metres: 1 286 distinct "classes"
+        values = (200 + np.arange(96 * 96).reshape(96, 96) % 1286).astype(np.uint16)
+        expect = "1286 distinct values"
+    else:  # float reflectance
+        values = rng.uniform(0.0, 0.5, size=(96, 96)).astype(np.float32)
+        expect = "integer class codes"
+    raster = tmp_path / f"{kind}.tif"
+    _write_raster(raster, values)
+    assert main(["eval", "--embeddings", str(store), "--labels", str(raster)]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and str(raster) in err
+    # a class map with a legend that large is accepted when asked for
+    if kind == "elevation":
+        assert main(["eval", "--embeddings", str(store), "--labels", str(raster),
+                     "--max-classes", "2000", "--no-linear", "--k", "1"]) == 0

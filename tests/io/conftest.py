@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from xterrafm.testing import serve_http
+from tests.helpers.http_server import serve_http
 
 
 def relurl(server, scene, path) -> str:
@@ -23,8 +23,9 @@ def http_scene(synthetic_scene):
 
 @pytest.fixture
 def flaky_http_scene(synthetic_scene):
-    """A server whose every 3rd GET answers 503 (transient failures)."""
-    with serve_http(synthetic_scene.root, fail_every=3) as srv:
+    """A server on which every request (HEAD, or GET of a range) answers 503 the first time it
+    is made: transient failures that a retry of the same request overcomes."""
+    with serve_http(synthetic_scene.root, fail_first=1) as srv:
         yield srv
 
 

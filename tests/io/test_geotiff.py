@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import rasterio
 
+from tests.helpers.counting import raise_if_dask_computes
 from xterrafm.bands import band_names
 from xterrafm.io import load_stac, open_geotiff
-from xterrafm.testing import raise_if_dask_computes
 
 
 def test_band_files_match_load_stac(synthetic_scene):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from odc.geo.geobox import GeoBox
 
+from tests.helpers.counting import raise_if_dask_computes
 from xterrafm.io import (
     build_training_cube,
     load_stac,
@@ -13,7 +14,6 @@ from xterrafm.io import (
     training_modality,
     write_training_cube,
 )
-from xterrafm.testing import raise_if_dask_computes
 
 
 def test_training_cube_round_trip(synthetic_scene, tmp_path):

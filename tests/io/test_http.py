@@ -8,8 +8,11 @@ import distributed
 import numpy as np
 import pytest
 
+from tests.helpers.counting import raise_if_dask_computes
+from tests.helpers.http_server import serve_http
 from xterrafm.io import AssetReadError, RetryPolicy, load_stac
-from xterrafm.testing import raise_if_dask_computes, serve_http
+
+pytestmark = pytest.mark.requires_network_loopback
 
 # Our own retry only (GDAL's per-request retry off), short waits.
 OWN_RETRY = RetryPolicy(attempts=6, backoff_s=0.01, max_backoff_s=0.05, gdal_http_max_retry=0)

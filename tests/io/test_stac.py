@@ -9,9 +9,9 @@ import pystac
 import pytest
 import rasterio
 
+from tests.helpers.counting import raise_if_dask_computes
 from xterrafm.bands import band_names
 from xterrafm.io import BandNotFoundError, load_stac
-from xterrafm.testing import raise_if_dask_computes
 
 
 def _dn(path) -> np.ndarray:

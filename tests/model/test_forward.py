@@ -231,7 +231,9 @@ def test_fused_mixes_modalities_and_checks_inputs(tiny):
 
 def test_fusion_receives_gradients_in_training(tiny):
     tiny.train()
-    tiny.forward_fused({"s1": _x(2), "s2_l1c": _x(12)}).sum().backward()
+    # not .sum(): the CLS leaves a LayerNorm with unit weights, whose outputs sum to a
+    # constant, so a plain sum has an exactly zero gradient everywhere upstream
+    tiny.forward_fused({"s1": _x(2), "s2_l1c": _x(12)}).pow(2).sum().backward()
     assert tiny.patch_embed.fusion.queries.grad is not None
     assert tiny.patch_embed.fusion.key.weight.grad.abs().sum() > 0
 
@@ -249,6 +251,24 @@ def test_bf16_autocast_close_to_fp32(tiny):
     assert not torch.equal(low, ref)
     with pytest.raises(ValueError, match="precision"):
         tiny.precision = "int8"
+
+
+def test_folds_built_inside_bf16_autocast_keep_float32_precision():
+    """A fresh model whose first forward pass runs under bf16 autocast folds in float32, as
+    prepare() would: the folded maps equal those of an fp32 model (not bf16-rounded)."""
+    from xterrafm.weights import load_model
+
+    low, ref = load_model("terrafm-tiny", precision="bf16"), load_model("terrafm-tiny")
+    ref.prepare("s2_l2a")
+    with torch.inference_mode():
+        low(_x(12), "s2_l2a")  # builds the folds inside the autocast region
+    pe_low, pe_ref = low.patch_embed, ref.patch_embed
+    for got, want in ((pe_low._folded_values("s2_l2a"), pe_ref._folded_values("s2_l2a")),
+                      (pe_low._folded_head(), pe_ref._folded_head())):
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == torch.float32
+            # bf16 products would be off by ~4e-3 relative; float32 by ~1e-7
+            assert (g - w).abs().max() <= 1e-5 * w.abs().max()
 
 
 def test_pickle_and_deepcopy_drop_folded_cache(tiny):

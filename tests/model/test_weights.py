@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from xterrafm.errors import WeightsError
 from xterrafm.models import FUSION_PREFIX, TerraFM
 from xterrafm.weights import (
     UnsafeWeightsError,
@@ -224,3 +226,48 @@ def test_loading_a_state_dict_copies_it_and_seeds_missing_fusion_keys() -> None:
     with torch.no_grad():
         a.state_dict()[first].add_(1.0)
     assert torch.equal(published[first], before)
+
+
+class _SystemCall:
+    """Unpickling this would run a shell command (a module torch's unpickler blocks)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_blocked_module_in_a_checkpoint_is_unsafe_without_torch_advice(tmp_path: Path,
+                                                                      writer: str):
+    # torch reports a blocked module (posix.system) without its "WeightsUnpickler error:"
+    # prefix and with advice to retry with weights_only=False; neither may reach the user.
+    target = tmp_path / "pwned.txt"
+    payload = {"cls_token": torch.zeros(1, 1, 32), "evil": _SystemCall(str(target))}
+    path = tmp_path / "evil-zip.pth"
+    if writer == "torch.save":
+        torch.save(payload, path)  # zip format
+    else:
+        with open(path, "wb") as fh:
+            pickle.dump(payload, fh, protocol=2)  # the protocol torch's unpickler reads
+    with pytest.raises(UnsafeWeightsError) as info:
+        load_model("terrafm-tiny", weights=path)
+    message = str(info.value)
+    # names the object refused: the blocked call, or (legacy format) the first disallowed global
+    refused = f"{os.system.__module__}.system" if writer == "torch.save" else "_load_from_bytes"
+    assert str(path) in message and refused in message
+    assert "weights_only=False" not in message and "weights_only` set to `False" not in message
+    assert not target.exists()
+
+
+def test_truncated_safetensors_names_the_file(tmp_path: Path):
+    good = tmp_path / "good.safetensors"
+    convert_weights(_published_sd(), good)
+    for name, cut in (("half.safetensors", good.stat().st_size // 2), ("header.safetensors", 20)):
+        path = tmp_path / name
+        path.write_bytes(good.read_bytes()[:cut])
+        with pytest.raises(WeightsError, match=name) as info:
+            load_model("terrafm-tiny", weights=path)
+        assert "safetensors" in str(info.value)

@@ -13,6 +13,7 @@ import torch
 import xarray as xr
 
 import xterrafm
+from tests.helpers.counting import raise_if_dask_computes
 from xterrafm.bands import band_names
 from xterrafm.datasets import SyntheticScene
 from xterrafm.normalization import (
@@ -22,7 +23,6 @@ from xterrafm.normalization import (
     normalize,
     save_spec,
 )
-from xterrafm.testing import raise_if_dask_computes
 
 torch.set_num_threads(1)
 

@@ -103,6 +103,24 @@ def test_configs_and_overrides(tmp_path):
     assert main(["--config", "tiny", "--batchsize=2"]) == 2
 
 
+def test_device_setting_is_checked():
+    """Unknown device names are refused up front instead of training on the CPU silently; the
+    GPU cases (``cuda:N`` selects that GPU) run in tests/gpu."""
+    from xterrafm.errors import UsageError
+    from xterrafm.pretrain.trainer import _train_device
+
+    for bad in ("gpu", "cuda0", "CUDA", "mps", ""):
+        with pytest.raises(UsageError, match="device must be"):
+            load_config("tiny", {"device": bad})
+    assert load_config("tiny", {"device": "cuda:1"}).device == "cuda:1"
+    assert _train_device("cpu", 0, 1) == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert _train_device("auto", 0, 1) == torch.device("cpu")
+        for pref in ("cuda", "cuda:0"):
+            with pytest.raises(RuntimeError, match="CUDA is not available"):
+                _train_device(pref, 0, 1)
+
+
 def test_cli_runs_in_a_subprocess(pretrain_cube, tmp_path, fast_overrides):
     out = tmp_path / "cli"
     overrides = [f"--{k}={v}" for k, v in fast_overrides.items()]

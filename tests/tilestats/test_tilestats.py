@@ -8,8 +8,8 @@ import pytest
 import rioxarray
 import xarray as xr
 
+from tests.helpers.counting import raise_if_dask_computes
 from xterrafm.datasets import SyntheticScene
-from xterrafm.testing import raise_if_dask_computes
 from xterrafm.tilestats import WORLDCOVER_VALUES, class_histogram, n_tiles, valid_fraction
 
 

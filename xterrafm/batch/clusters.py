@@ -20,6 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from xterrafm._imports import import_gate
+from xterrafm.errors import ClusterError
+
 __all__ = [
     "ClusterError",
     "GatewayOptions",
@@ -40,9 +43,6 @@ LOCAL_NO_WORKERS_TIMEOUT = "60s"
 #: ``--cluster`` values with a meaning; any other value is a scheduler address.
 CLUSTER_KINDS = ("threads", "local", "gateway")
 
-
-class ClusterError(RuntimeError):
-    """The requested cluster could not be created or reached (message says why)."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,8 @@ class RunningCluster:
 
 
 def _memory_gib(value: str) -> float:
-    from dask.utils import parse_bytes
+    with import_gate():
+        from dask.utils import parse_bytes
 
     text = value.strip()
     nbytes = parse_bytes(text if not text.replace(".", "", 1).isdigit() else f"{text}GiB")
@@ -203,7 +204,8 @@ def close_gateway(gateway: Any) -> None:
 
 @contextmanager
 def _local_cluster(options: LocalOptions) -> Iterator[RunningCluster]:
-    from distributed import Client, LocalCluster
+    with import_gate():
+        from distributed import Client, LocalCluster
 
     kwargs: dict[str, Any] = {"dashboard_address": None, "host": "127.0.0.1"}
     if options.n_workers is None and options.threads_per_worker is None:
@@ -216,7 +218,8 @@ def _local_cluster(options: LocalOptions) -> Iterator[RunningCluster]:
         kwargs["memory_limit"] = options.memory_limit
     if options.resources:
         kwargs["resources"] = dict(options.resources)
-    import dask
+    with import_gate():
+        import dask
 
     timeout = dask.config.get("distributed.scheduler.no-workers-timeout", None)
     with dask.config.set({"distributed.scheduler.no-workers-timeout":
@@ -240,7 +243,8 @@ def _local_cluster(options: LocalOptions) -> Iterator[RunningCluster]:
 
 @contextmanager
 def _address_cluster(address: str) -> Iterator[RunningCluster]:
-    from distributed import Client
+    with import_gate():
+        from distributed import Client
 
     try:
         client = Client(address, timeout="30s")
@@ -255,7 +259,8 @@ def _address_cluster(address: str) -> Iterator[RunningCluster]:
 @contextmanager
 def _gateway_cluster(request: GatewayOptions) -> Iterator[RunningCluster]:
     try:
-        from dask_gateway import Gateway
+        with import_gate():
+            from dask_gateway import Gateway
     except ImportError as err:  # pragma: no cover - dask-gateway is in the distributed extra
         raise ClusterError("--cluster gateway needs dask-gateway: pip install dask-gateway") from err
     if request.workers is not None and request.adapt is not None:

@@ -35,7 +35,7 @@ c.Gateway.backend_class = {backend_class!r}
 # Any user name is accepted; set c.SimpleAuthenticator.password for a shared password.
 c.Gateway.authenticator_class = "dask_gateway_server.auth.SimpleAuthenticator"
 {password_line}
-# distributed no longer ships dask-scheduler/dask-worker scripts: run the modules with the
+# run distributed's scheduler and worker modules (not console scripts) with the
 # gateway's own Python so that clusters see the same packages (xterrafm, torch).
 c.ClusterConfig.scheduler_cmd = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
 c.ClusterConfig.worker_cmd = [sys.executable, "-m", "distributed.cli.dask_worker"]

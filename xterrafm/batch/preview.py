@@ -1,10 +1,9 @@
 """A PNG preview of an embedding store: its first three principal components as RGB.
 
 The preview reads at most ``max_side`` cells along each axis of the first date (a strided
-subsample of large stores), fits PCA on the valid cells with numpy's SVD, maps components
-1-3 to red, green and blue (each stretched between its 2nd and 98th percentile), paints
-empty (NaN) cells black, and enlarges small grids with nearest-neighbour resampling so that
-the image is at least ``min_side`` pixels across.
+subsample of large stores), colours them with :func:`xterrafm.pca.pca_rgb` (empty cells
+hatched magenta and white, a pattern no data colour can take), and enlarges small grids with
+nearest-neighbour resampling so that the image is at least ``min_side`` pixels across.
 """
 
 from __future__ import annotations
@@ -12,40 +11,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
+from xterrafm._imports import import_gate
+from xterrafm.pca import pca_rgb
 
-__all__ = ["pca_rgb", "write_preview"]
+with import_gate():
+    import numpy as np
 
-
-def pca_rgb(embeddings: np.ndarray) -> np.ndarray:
-    """First three principal components of an ``(embedding, y, x)`` array as an RGB image.
-
-    Parameters
-    ----------
-    embeddings : numpy.ndarray, shape (D, H, W)
-        Embedding vectors; NaN marks empty cells.
-
-    Returns
-    -------
-    numpy.ndarray, shape (H, W, 3), uint8
-        Components 1-3 stretched to 0..255; empty cells are 0. With fewer than 3 components
-        (D < 3 or < 3 valid cells) the missing channels are 0.
-    """
-    d, h, w = embeddings.shape
-    flat = embeddings.reshape(d, h * w).T.astype(np.float64)
-    valid = np.isfinite(flat).all(axis=1)
-    rgb = np.zeros((h * w, 3), dtype=np.uint8)
-    if valid.sum() >= 2:
-        x = flat[valid]
-        x = x - x.mean(axis=0)
-        _, _, vt = np.linalg.svd(x, full_matrices=False)
-        k = min(3, vt.shape[0])
-        comps = x @ vt[:k].T
-        for c in range(k):
-            lo, hi = np.percentile(comps[:, c], [2, 98])
-            scale = (comps[:, c] - lo) / (hi - lo) if hi > lo else np.zeros(len(comps))
-            rgb[valid, c] = np.clip(scale * 255.0, 0, 255).astype(np.uint8)
-    return rgb.reshape(h, w, 3)
+__all__ = ["write_preview"]
 
 
 def write_preview(
@@ -69,8 +41,9 @@ def write_preview(
     Path
         ``png``.
     """
-    import xarray as xr
-    from PIL import Image
+    with import_gate():
+        import xarray as xr
+        from PIL import Image
 
     ds = xr.open_zarr(str(store), consolidated=False)
     emb = ds["embeddings"]
@@ -79,11 +52,8 @@ def write_preview(
     step = max(1, math.ceil(max(emb.sizes["y"], emb.sizes["x"]) / max_side))
     sub = emb.isel(y=slice(None, None, step), x=slice(None, None, step))
     arr = np.asarray(sub.transpose("embedding", "y", "x").values, dtype=np.float32)
-    rgb = pca_rgb(arr)
-    image = Image.fromarray(rgb, mode="RGB")
-    factor = max(1, math.ceil(min_side / max(rgb.shape[:2])))
-    if factor > 1:
-        image = image.resize((rgb.shape[1] * factor, rgb.shape[0] * factor), Image.NEAREST)
+    factor = max(1, math.ceil(min_side / max(arr.shape[1:])))
+    image = Image.fromarray(pca_rgb(arr, upscale=factor), mode="RGB")
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
     image.save(png)

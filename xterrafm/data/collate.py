@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import torch
 
 __all__ = ["collate_samples"]
 

@@ -21,10 +21,12 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-import xarray as xr
-
+from xterrafm._imports import import_gate
 from xterrafm.bands import MODALITIES, get_modality
+
+with import_gate():
+    import numpy as np
+    import xarray as xr
 
 __all__ = ["TrainingCube", "open_training_cube", "LANDCOVER_VAR"]
 

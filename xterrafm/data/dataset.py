@@ -14,11 +14,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-import torch.distributed as dist
-from torch.utils.data import IterableDataset, get_worker_info
-
+from xterrafm._imports import import_gate
 from xterrafm.bands import MODALITIES
 from xterrafm.data.collate import collate_samples
 from xterrafm.data.cube import TrainingCube
@@ -32,6 +28,12 @@ from xterrafm.data.sharding import ShardPlan, consumed_per_worker, plan_shard
 from xterrafm.data.stats import LANDCOVER_CLASSES, TileStats, compute_tile_stats
 from xterrafm.data.tiles import TileGrid, make_tile_grid
 from xterrafm.data.views import MultiCropConfig, make_views
+
+with import_gate():
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+    from torch.utils.data import IterableDataset, get_worker_info
 
 __all__ = ["TileDataset", "TileTable"]
 
@@ -304,7 +306,7 @@ class TileDataset(IterableDataset):
         return rng, dates
 
     def _read_window(self, blocks: np.ndarray, needed: dict) -> dict:
-        from xterrafm.normalization import normalize
+        from xterrafm.model_input import normalize_and_fill
 
         data: dict = {}
         for blk in blocks.tolist():
@@ -315,8 +317,7 @@ class TileDataset(IterableDataset):
                 if not times:
                     continue
                 raw = cube.read_modality(m, window, times=times)
-                norm = np.asarray(normalize(raw, m, spec=self.normalization), dtype=np.float32)
-                norm = np.nan_to_num(norm, nan=0.0, posinf=0.0, neginf=0.0)
+                norm = normalize_and_fill(raw, m, self.normalization)[0]
                 for i, t in enumerate(times):
                     data[(blk, m, t)] = norm[i]
             if self.views is None:

@@ -14,7 +14,10 @@ draws, ``q_c ∝ Σ_t π_t p_t(c)``; the class-frequency-aware center of the los
 
 from __future__ import annotations
 
-import numpy as np
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
 
 __all__ = ["class_frequencies", "class_proportions", "sampled_class_frequencies", "tile_weights"]
 

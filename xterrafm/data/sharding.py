@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
 
 __all__ = ["ShardPlan", "plan_shard", "consumed_per_worker"]
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from xterrafm._imports import import_gate
 from xterrafm.data.cube import TrainingCube
 from xterrafm.data.tiles import TileGrid
 from xterrafm.tilestats import WORLDCOVER_VALUES, class_histogram, valid_fraction
+
+with import_gate():
+    import numpy as np
 
 __all__ = ["TileStats", "compute_tile_stats", "LANDCOVER_CLASSES"]
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
 
 __all__ = ["TileGrid", "make_tile_grid"]
 

@@ -19,11 +19,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
+from xterrafm._imports import import_gate
 from xterrafm.bands import get_modality
+
+with import_gate():
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
 
 __all__ = [
     "MultiCropConfig",

@@ -14,29 +14,21 @@ The scene writer (rasterio, pystac) is imported on first use, so that light modu
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from xterrafm._lazy import lazy_exports
 
-from xterrafm.datasets.signatures import WORLDCOVER_CLASSES
-
-_LAZY = {
-    "PROCESSING_BASELINE": "xterrafm.datasets.scene",
-    "S2_DN_OFFSET": "xterrafm.datasets.scene",
-    "SyntheticScene": "xterrafm.datasets.scene",
-    "make_synthetic_scene": "xterrafm.datasets.scene",
-    "write_synthetic_training_cube": "xterrafm.datasets.training_cube",
-    "STRUCTURED_CLASSES": "xterrafm.datasets.structured",
-    "StructuredScene": "xterrafm.datasets.structured",
-    "make_structured_scene": "xterrafm.datasets.structured",
-    "write_structured_training_cube": "xterrafm.datasets.structured",
+_EXPORTS = {
+    "WORLDCOVER_CLASSES": "signatures",
+    "PROCESSING_BASELINE": "scene",
+    "S2_DN_OFFSET": "scene",
+    "SyntheticScene": "scene",
+    "make_synthetic_scene": "scene",
+    "write_synthetic_training_cube": "training_cube",
+    "STRUCTURED_CLASSES": "structured",
+    "StructuredScene": "structured",
+    "make_structured_scene": "structured",
+    "write_structured_training_cube": "structured",
 }
 
-__all__ = ["WORLDCOVER_CLASSES", *_LAZY]
+__all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'xterrafm.datasets' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

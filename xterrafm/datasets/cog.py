@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import rasterio
-from odc.geo.geobox import GeoBox
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
+    import rasterio
+    from odc.geo.geobox import GeoBox
 
 __all__ = ["write_cog"]
 

@@ -8,7 +8,10 @@ scenes of several thousand pixels per side stay cheap to make.
 
 from __future__ import annotations
 
-import numpy as np
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
 
 __all__ = ["smooth_field", "upsample_bilinear"]
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
-
+from xterrafm._imports import import_gate
 from xterrafm.datasets.fields import smooth_field
 from xterrafm.datasets.signatures import WORLDCOVER_CLASSES
+
+with import_gate():
+    import numpy as np
 
 __all__ = ["CLASS_PRIOR", "make_landcover"]
 

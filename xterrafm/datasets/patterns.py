@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
-
+from xterrafm._imports import import_gate
 from xterrafm.errors import UsageError
+
+with import_gate():
+    import numpy as np
 
 __all__ = ["PATTERNS", "hash_uniform", "material_map"]
 

@@ -6,7 +6,10 @@ chosen to be plausible and clearly distinct between classes; they are not measur
 
 from __future__ import annotations
 
-import numpy as np
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
 
 __all__ = [
     "WORLDCOVER_CLASSES",

@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-import pystac
-from odc.geo.geobox import GeoBox
-from pystac.extensions.eo import Band, EOExtension
-from pystac.extensions.projection import ProjectionExtension
-from pystac.extensions.raster import DataType, RasterBand, RasterExtension
-
+from xterrafm._imports import import_gate
 from xterrafm.bands import S2_L2A
+
+with import_gate():
+    import numpy as np
+    import pystac
+    from odc.geo.geobox import GeoBox
+    from pystac.extensions.eo import Band, EOExtension
+    from pystac.extensions.projection import ProjectionExtension
+    from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 
 __all__ = [
     "AssetFile",

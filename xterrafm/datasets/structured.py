@@ -28,14 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
 
-import numpy as np
-import xarray as xr
-
+from xterrafm._imports import import_gate
 from xterrafm.bands import S1, S2_L2A
 from xterrafm.datasets.fields import smooth_field
 from xterrafm.datasets.patterns import material_map
 from xterrafm.datasets.signatures import S1_BACKSCATTER, S2_REFLECTANCE
 from xterrafm.errors import UsageError
+
+with import_gate():
+    import numpy as np
+    import xarray as xr
 
 __all__ = ["STRUCTURED_CLASSES", "StructuredClass", "StructuredScene", "make_structured_scene",
            "write_structured_training_cube"]

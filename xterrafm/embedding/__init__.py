@@ -1,42 +1,33 @@
-"""Embedding lazy cubes with TerraFM: window grids, block functions, the dask graph, Zarr output.
+"""Embedding lazy cubes with TerraFM: settings, plan, window grids, block functions, the graph.
 
-Public entry points: :func:`embed` (lazy ``xr.DataArray`` of embeddings),
-:func:`embed_to_zarr` (resumable Zarr store, returns an :class:`EmbedSummary`) and
-:func:`store_status` (how far a store got). The ``.terrafm`` accessor
-(:mod:`xterrafm.accessor`) is a thin facade over them.
+Public entry points: :func:`embed` (lazy ``xr.DataArray`` of embeddings), with its settings
+(:class:`EmbedSettings`) and plan (:class:`EmbedPlan`); stores are written by
+:func:`xterrafm.store.embed_to_zarr`. The ``.terrafm`` accessor (:mod:`xterrafm.accessor`)
+exposes the same functions. Names are imported from their modules on first use.
 """
 
-from xterrafm.embedding.api import describe_model, embed
-from xterrafm.embedding.scheduling import compute, keep_annotations
-from xterrafm.embedding.spec import ModelSpec
-from xterrafm.embedding.windows import AxisWindows, output_geobox
-from xterrafm.embedding.zarr_output import (
-    EmbedSummary,
-    FingerprintMismatchError,
-    StoreStatus,
-    embed_to_zarr,
-    fingerprint,
-    pending_blocks,
-    prepare_store,
-    store_status,
-    write_blocks,
-)
+from __future__ import annotations
 
-__all__ = [
-    "AxisWindows",
-    "EmbedSummary",
-    "FingerprintMismatchError",
-    "ModelSpec",
-    "StoreStatus",
-    "compute",
-    "describe_model",
-    "embed",
-    "embed_to_zarr",
-    "fingerprint",
-    "keep_annotations",
-    "output_geobox",
-    "pending_blocks",
-    "prepare_store",
-    "store_status",
-    "write_blocks",
-]
+from xterrafm._lazy import lazy_exports
+
+_EXPORTS = {
+    "AxisWindows": "windows",
+    "EmbedPlan": "plan",
+    "EmbedSettings": "settings",
+    "FusedPlan": "fused",
+    "ModelSpec": "spec",
+    "compute": "scheduling",
+    "describe_model": "plan",
+    "embed": "api",
+    "embed_and_plan": "api",
+    "embed_dask": "graph",
+    "fused_embed_dask": "fused",
+    "make_fused_plan": "fused",
+    "keep_annotations": "scheduling",
+    "make_plan": "plan",
+    "output_geobox": "windows",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

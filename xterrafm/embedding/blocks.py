@@ -8,19 +8,23 @@ Masking and NaN handling (the documented fill):
 1. Pixels are normalised in physical units with the named spec (NaN stays NaN).
 2. A pixel is *valid* when all its bands are finite after normalisation. Padding beyond the
    scene edge is invalid.
-3. Invalid pixels are filled with ``0`` — the mean of the normalised data — so NaN never
-   reaches the model.
+3. Invalid pixels are filled with ``0`` in every band — the mean of the normalised data — so
+   NaN never reaches the model (:func:`xterrafm.model_input.normalize_and_fill`, the rule
+   training and evaluation follow too).
 4. A window (tile level) or a 16 x 16 px patch (patch level) whose valid fraction is below
    ``min_valid`` (or zero) gets NaN; windows that would produce only NaN are not run at all.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
+from xterrafm._imports import import_gate
 from xterrafm.embedding import runtime
 from xterrafm.embedding.spec import ModelSpec
 from xterrafm.embedding.windows import AxisWindows, BlockSpan
+from xterrafm.model_input import normalize_and_fill
+
+with import_gate():
+    import numpy as np
 
 __all__ = ["embed_block", "normalize_and_mask", "run_encoder", "valid_fraction"]
 
@@ -28,6 +32,9 @@ __all__ = ["embed_block", "normalize_and_mask", "run_encoder", "valid_fraction"]
 def normalize_and_mask(pixels: np.ndarray, modality: str,
                        spec: str | None) -> tuple[np.ndarray, np.ndarray]:
     """Normalise pixels, find the valid ones and fill the others with 0.
+
+    The one rule every path to the model follows:
+    :func:`xterrafm.model_input.normalize_and_fill` (this is that function).
 
     Parameters
     ----------
@@ -41,18 +48,11 @@ def normalize_and_mask(pixels: np.ndarray, modality: str,
     Returns
     -------
     filled : ndarray float32, shape (..., C, H, W)
-        Normalised values, 0 where invalid.
+        Normalised values, 0 in every band of an invalid pixel.
     valid : ndarray bool, shape (..., H, W)
         True where every band is finite after normalisation.
     """
-    x = np.asarray(pixels, dtype=np.float32)
-    if spec is not None:
-        from xterrafm.normalization import normalize
-
-        x = np.asarray(normalize(x, modality, spec=spec), dtype=np.float32)
-    valid = np.isfinite(x).all(axis=-3)
-    filled = np.where(valid[..., None, :, :], x, np.float32(0)).astype(np.float32, copy=False)
-    return filled, valid
+    return normalize_and_fill(pixels, modality, spec)
 
 
 def valid_fraction(valid: np.ndarray, starts_y: np.ndarray, starts_x: np.ndarray,
@@ -98,7 +98,8 @@ def run_encoder(model, batch: np.ndarray, modality: str, level: str, device: str
     ndarray float32
         ``(B, D)`` CLS embeddings (tile) or ``(B, D, tile/16, tile/16)`` patch tokens (patch).
     """
-    import torch
+    with import_gate():
+        import torch
 
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)

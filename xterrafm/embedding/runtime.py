@@ -7,11 +7,9 @@ later task of that process reuses it. Tasks running in threads of one process sh
 (inference is read-only).
 
 Torch intra-op threads are set once per process (:func:`configure_torch_threads`) so that
-``dask threads x torch threads`` does not exceed the process's cores. (Serialising forward
-passes per process and giving each all the cores was measured as well: on 2 cores it was
-slower, because every read or normalisation running beside a multi-threaded forward stalls
-its threads at their barriers; independent single-threaded forwards do not wait on each
-other.)
+``dask threads x torch threads`` does not exceed the process's cores: independent forward
+passes, one per dask thread, do not wait on each other, while a multi-threaded forward stalls
+at its barriers whenever a read or normalisation runs beside it (docs/benchmarks.md).
 
 Dask's nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536``. Setting it switches off
 glibc's adaptive thresholds, so every allocation above 128 KiB — each activation tensor of a
@@ -31,18 +29,21 @@ import threading
 from collections import Counter
 from typing import Any
 
+from xterrafm._imports import import_gate
 from xterrafm.embedding.spec import ModelSpec
+from xterrafm.errors import WeightsMismatchError
+from xterrafm.models.precision import resolve_precision
 
 __all__ = [
     "clear_cache",
     "configure_torch_threads",
+    "cuda_available",
     "default_torch_threads",
     "get_model",
     "preload",
     "record",
     "resolve_batch_size",
     "resolve_device",
-    "resolve_precision",
     "stats",
     "tune_allocator",
 ]
@@ -53,9 +54,18 @@ _STATS: Counter = Counter()
 _THREADS_SET: list[int] = []
 
 
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device in this process."""
+    with import_gate():
+        import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def resolve_device(device: str) -> str:
     """``"auto"`` → ``"cuda"`` when torch sees a GPU in this process, else ``"cpu"``."""
-    import torch
+    with import_gate():
+        import torch
 
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -63,13 +73,6 @@ def resolve_device(device: str) -> str:
         raise RuntimeError(f"device={device!r} was requested but torch sees no CUDA device in "
                            f"this process (pid {os.getpid()})")
     return str(device)
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """``"auto"`` → ``"bf16"`` on CUDA, ``"fp32"`` elsewhere; other values pass through."""
-    if precision == "auto":
-        return "bf16" if device.startswith("cuda") else "fp32"
-    return precision
 
 
 def resolve_batch_size(batch_size: int | None, device: str) -> int:
@@ -81,12 +84,14 @@ def resolve_batch_size(batch_size: int | None, device: str) -> int:
 
 def _dask_threads_in_this_process() -> int:
     try:
-        from distributed import get_worker
+        with import_gate():
+            from distributed import get_worker
 
         return max(1, int(get_worker().state.nthreads))
     except (ImportError, ValueError, AttributeError):
         pass
-    import dask
+    with import_gate():
+        import dask
 
     n = dask.config.get("num_workers", None)
     return max(1, int(n)) if n else max(1, os.cpu_count() or 1)
@@ -101,7 +106,8 @@ def default_torch_threads() -> int:
     """
     in_worker = True
     try:
-        from distributed import get_worker
+        with import_gate():
+            from distributed import get_worker
 
         get_worker()
     except (ImportError, ValueError):
@@ -158,7 +164,8 @@ def configure_torch_threads(n: int | None = None) -> int:
     int
         The number of threads torch uses in this process.
     """
-    import torch
+    with import_gate():
+        import torch
 
     with _LOCK:
         if not _THREADS_SET:
@@ -188,7 +195,7 @@ def get_model(spec: ModelSpec) -> tuple[Any, str]:
 
     Raises
     ------
-    ValueError
+    WeightsMismatchError
         The weights found in this process have a different SHA-256 than the spec records
         (the file changed, or workers see a different file).
     """
@@ -212,7 +219,7 @@ def get_model(spec: ModelSpec) -> tuple[Any, str]:
                                seed=spec.seed, sha256=known)
             _STATS["weights_hashed"] += int(known is None)
             if spec.weights_sha256 and model.weights_sha256 != spec.weights_sha256:
-                raise ValueError(
+                raise WeightsMismatchError(
                     f"weights {spec.weights!r} in process {os.getpid()} have sha256 "
                     f"{model.weights_sha256}, but the graph was built for "
                     f"{spec.weights_sha256}: the file changed or workers see another file")

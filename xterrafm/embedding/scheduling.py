@@ -16,7 +16,11 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import dask
+from xterrafm import _compat
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import dask
 
 __all__ = [
     "compute",
@@ -33,7 +37,8 @@ def get_client(client: Any = None) -> Any:
     if client is not None:
         return client
     try:
-        from distributed import default_client
+        with import_gate():
+            from distributed import default_client
 
         return default_client()
     except (ImportError, ValueError):
@@ -71,10 +76,8 @@ def gpu_resources(resources: Any = "auto", client: Any = None) -> dict | None:
 
 def _constituent_keys(node: Any) -> list:
     """Keys of the original tasks inside a (possibly fused) task-spec node."""
-    from dask._task_spec import Task, _execute_subgraph
-
     keys = [node.key]
-    if isinstance(node, Task) and node.func is _execute_subgraph and node.args:
+    if isinstance(node, _compat.Task) and node.func is _compat.execute_subgraph and node.args:
         inner = node.args[0]
         if isinstance(inner, Mapping):
             keys.extend(inner)
@@ -96,9 +99,11 @@ def optimize_keeping_annotations(dsk: Any, keys: Sequence, **kwargs: Any) -> Any
         Same tasks as :func:`dask.array.optimization.optimize` gives; tasks built from
         annotated keys carry those annotations (merged as dask merges them in blockwise fusion).
     """
-    from dask.array.optimization import optimize
-    from dask.blockwise import _fuse_annotations
-    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+    with import_gate():
+        from dask.array.optimization import optimize
+        from dask.core import flatten
+        from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+        from dask.utils import ensure_dict
 
     with dask.config.set({"optimization.fuse.active": False}):
         hlg = optimize(dsk, keys, **kwargs)  # blockwise fusion + cull; layers keep annotations
@@ -109,16 +114,9 @@ def optimize_keeping_annotations(dsk: Any, keys: Sequence, **kwargs: Any) -> Any
                 by_key[k] = layer.annotations
     if not by_key or dask.config.get("optimization.fuse.active") is False:
         return hlg
-    try:  # the low-level steps of dask.array.optimization.optimize
-        from dask._task_spec import convert_legacy_graph, fuse_linear_task_spec
-        from dask.array.optimization import _optimize_slices
-        from dask.core import flatten
-        from dask.utils import ensure_dict
-
-        fused = convert_legacy_graph(ensure_dict(hlg))
-        fused = _optimize_slices(fuse_linear_task_spec(fused, keys=list(flatten(keys))))
-    except ImportError:  # other dask internals: keep the blockwise-optimised graph, unfused
-        return hlg
+    # the low-level steps of dask.array.optimization.optimize
+    fused = _compat.convert_legacy_graph(ensure_dict(hlg))
+    fused = _compat.optimize_slices(_compat.fuse_linear_task_spec(fused, keys=list(flatten(keys))))
     groups: dict[str, tuple[dict, dict]] = {}
     plain: dict = {}
     for key, node in fused.items():
@@ -126,7 +124,7 @@ def optimize_keeping_annotations(dsk: Any, keys: Sequence, **kwargs: Any) -> Any
         if not found:
             plain[key] = node
             continue
-        ann = _fuse_annotations(*found) if len(found) > 1 else dict(found[0])
+        ann = _compat.fuse_annotations(*found) if len(found) > 1 else dict(found[0])
         tag = json.dumps(ann, sort_keys=True, default=str)
         groups.setdefault(tag, (ann, {}))[1][key] = node
     layers = {"unannotated": MaterializedLayer(plain)}
@@ -167,13 +165,15 @@ def compute(*objs: Any, client: Any = None, progress: bool = True) -> tuple:
         if client is not None:
             futures = client.compute(list(objs))
             if progress:
-                from distributed import progress as dist_progress
+                with import_gate():
+                    from distributed import progress as dist_progress
 
                 # this client's scheduler, which need not be the default client's
                 dist_progress(futures, scheduler=client.scheduler.address)
             return tuple(client.gather(futures))
         if progress:
-            from tqdm.dask import TqdmCallback
+            with import_gate():
+                from tqdm.dask import TqdmCallback
 
             with TqdmCallback(desc="embedding"):
                 return dask.compute(*objs)

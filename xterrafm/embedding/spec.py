@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-__all__ = ["PRECISION_CHOICES", "ModelSpec"]
+from xterrafm.models.precision import canonical_precision
 
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+__all__ = ["ModelSpec"]
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,7 @@ class ModelSpec:
     weights_stamp: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISION_CHOICES:
-            raise ValueError(f"unknown precision {self.precision!r}; expected one of "
-                             f"{PRECISION_CHOICES}")
+        canonical_precision(self.precision)  # raises for an unknown one
         if self.batch_size is not None and int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be a positive integer; got {self.batch_size}")
 

@@ -24,8 +24,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-from odc.geo.geobox import GeoBox
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
+    from odc.geo.geobox import GeoBox
 
 __all__ = ["LEVELS", "AxisWindows", "BlockSpan", "output_geobox", "window_centres"]
 
@@ -190,7 +193,8 @@ def output_geobox(geobox: GeoBox, y: AxisWindows, x: AxisWindows) -> GeoBox:
         Tile level: pixel size ``stride`` times the input's, cell centres at window centres.
         Patch level: the input grid zoomed out by the patch size (``ceil(H/16) x ceil(W/16)``).
     """
-    from affine import Affine
+    with import_gate():
+        from affine import Affine
 
     if y.level != x.level:
         raise ValueError("both axes must use the same level")

@@ -1,26 +1,28 @@
 """Evaluation protocols for embeddings: kNN, linear probes, segmentation probes, metrics.
 
-Modules: :mod:`~xterrafm.eval.knn` (weighted cosine kNN), :mod:`~xterrafm.eval.linear`
+Modules: :mod:`~xterrafm.eval.knn_probe` (weighted cosine kNN), :mod:`~xterrafm.eval.linear`
 (linear probes), :mod:`~xterrafm.eval.segmentation` (linear head on patch tokens, mIoU),
 :mod:`~xterrafm.eval.metrics`, :mod:`~xterrafm.eval.splits` (training fractions, spatial
 splits), :mod:`~xterrafm.eval.inputs` (embedding cubes + label rasters → samples),
 :mod:`~xterrafm.eval.chips` (labelled GeoTIFF chips), :mod:`~xterrafm.eval.report` and
-:mod:`~xterrafm.eval.cli` (``python -m xterrafm eval``).
+:mod:`~xterrafm.eval.cli` (``python -m xterrafm eval``); benchmark readers
+:mod:`~xterrafm.eval.geobench` (GEO-Bench HDF5 tasks) and :mod:`~xterrafm.eval.copernicus_bench`
+(EuroSAT-S1), and :mod:`~xterrafm.eval.validate` / :mod:`~xterrafm.eval.validate_cli`
+(``python -m xterrafm validate``: the paper's figures reproduced).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from xterrafm._lazy import lazy_exports
 
-# eager: the function ``knn`` shares its name with its module, and a lazy name would lose to
-# the module attribute that the first ``import xterrafm.eval.knn`` sets (knn.py loads torch
-# only when a kNN runs)
-from xterrafm.eval.knn import KNNScores, knn, knn_accuracy, knn_f1, knn_scores
-
-# public name -> submodule defining it; imported on first use, so that mounting the ``eval``
-# subcommand (``xterrafm.eval.cli``) for ``xterrafm --help`` does not import torch
-_LAZY = {
+# public name -> submodule defining it, imported on first use (mounting the ``eval`` subcommand
+# for ``xterrafm --help`` must not import torch)
+_EXPORTS = {
+    "KNNScores": "knn_probe",
+    "knn": "knn_probe",
+    "knn_accuracy": "knn_probe",
+    "knn_f1": "knn_probe",
+    "knn_scores": "knn_probe",
     "ChipSet": "chips",
     "embed_chips": "chips",
     "embed_images": "chips",
@@ -49,18 +51,7 @@ _LAZY = {
     "subsample_training_set": "splits",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "ChipSet",

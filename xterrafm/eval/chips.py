@@ -10,8 +10,9 @@ Every chip is one GeoTIFF holding the bands of one modality in TerraFM order (S2
 B04 B05 B06 B07 B08 B8A B09 B11 B12; S1: VV VH), height and width multiples of 16. Values
 are converted to physical units as ``value * scale + offset`` (for S2 digital numbers of
 processing baseline >= 04.00: ``scale=1e-4, offset=-0.1``; chips already in reflectance or
-linear backscatter: the defaults 1 and 0). The file's nodata becomes NaN; after
-normalisation NaN is filled with 0 (the normalised mean), as in the embedding accessor.
+linear backscatter: the defaults 1 and 0). The file's nodata becomes NaN; the model input is
+made by :func:`xterrafm.model_input.normalize_and_fill`, as on every other path to the model
+(a pixel missing any band is 0 in every band).
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import rasterio
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
+    import rasterio
 
 __all__ = ["ChipSet", "embed_chips", "embed_images", "find_chips", "read_chip"]
 
@@ -116,10 +120,11 @@ def embed_images(
     -------
     numpy.ndarray of float32, shape (N, D)
     """
-    import torch
-    import torch.nn.functional as F
+    with import_gate():
+        import torch
+        import torch.nn.functional as F
 
-    from xterrafm.normalization import normalize
+    from xterrafm.model_input import normalize_and_fill
 
     device = next(model.parameters()).device
     out: list[np.ndarray] = []
@@ -128,7 +133,7 @@ def embed_images(
     def flush() -> None:
         if not batch:
             return
-        x = np.nan_to_num(np.asarray(normalize(np.stack(batch), modality, spec=spec)), nan=0.0)
+        x = normalize_and_fill(np.stack(batch), modality, spec)[0]
         t = torch.from_numpy(x.astype(np.float32)).to(device)
         if size is not None:
             t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)

@@ -69,6 +69,9 @@ def add_eval_subparser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     src.add_argument("--labels", metavar="RASTER", help="label raster (with --embeddings)")
     src.add_argument("--nodata", type=int, default=None,
                      help="label value meaning unlabelled (default: the raster's nodata)")
+    src.add_argument("--max-classes", type=positive_int, default=100, metavar="N",
+                     help="refuse label rasters with more distinct values (a continuous "
+                     "raster is not a class map)")
     syn = parser.add_argument_group("synthetic scene (without --embeddings)")
     syn.add_argument("--workdir", default=None,
                      help="folder for the synthetic scene (default: a temporary folder)")
@@ -120,7 +123,7 @@ def run_eval_cli(args: argparse.Namespace) -> int:
                 if not Path(p).exists():
                     raise FileNotFoundError(f"{p} does not exist")
             samples = labelled_samples(open_embedding_cube(args.embeddings), args.labels,
-                                       nodata=args.nodata)
+                                       nodata=args.nodata, max_classes=args.max_classes)
             title = f"embeddings {args.embeddings} vs labels {args.labels}"
         else:
             if args.weights is None:

@@ -24,18 +24,24 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import numpy as np
-import odc.geo.xr  # noqa: F401  (registers .odc)
-import rasterio
-import rasterio.warp
-import rioxarray
-import xarray as xr
-from affine import Affine
-from rasterio.enums import Resampling
+from xterrafm._imports import import_gate
+from xterrafm.errors import InputError
+
+with import_gate():
+    import numpy as np
+    import odc.geo.xr  # noqa: F401  (registers .odc)
+    import rasterio
+    import rasterio.warp
+    import rioxarray
+    import xarray as xr
+    from affine import Affine
+    from rasterio.enums import Resampling
 
 __all__ = [
+    "DEFAULT_MAX_CLASSES",
     "LABEL_NODATA",
     "LabelledSamples",
+    "check_class_labels",
     "embedding_footprint",
     "labels_to_embedding_grid",
     "labelled_samples",
@@ -45,6 +51,11 @@ __all__ = [
 
 #: Value marking "no label" on the embedding grid (labels must not use it).
 LABEL_NODATA = -1
+
+#: Most distinct classes a label raster may hold by default: more means it is not a class map
+#: (a reflectance band, an elevation model, a count), whose "classes" a probe would score
+#: meaninglessly. Pass ``max_classes=`` (``--max-classes``) for a larger legend.
+DEFAULT_MAX_CLASSES = 100
 
 
 @dataclass(frozen=True)
@@ -152,11 +163,48 @@ def _label_array(labels: xr.DataArray | str | os.PathLike) -> xr.DataArray:
     return labels
 
 
+def check_class_labels(values: np.ndarray, invalid: np.ndarray, *, source: str,
+                       max_classes: int = DEFAULT_MAX_CLASSES) -> int:
+    """Refuse a raster that is not a map of class codes; return its number of classes.
+
+    Parameters
+    ----------
+    values : ndarray
+        The raster's values.
+    invalid : ndarray of bool
+        Pixels that are nodata (ignored).
+    source : str
+        What to name in messages (the file).
+    max_classes : int
+        Most distinct codes accepted.
+
+    Raises
+    ------
+    InputError
+        Non-integer values, no labelled pixel, or more than ``max_classes`` distinct codes.
+    """
+    valid = values[~invalid]
+    if valid.size == 0:
+        raise InputError(f"{source}: every pixel is nodata; no labels to score")
+    if not np.issubdtype(values.dtype, np.integer) and not np.all(valid == np.round(valid)):
+        raise InputError(f"{source}: labels must be integer class codes; the raster holds "
+                         f"non-integer values such as {float(valid[valid != np.round(valid)][0])!r}"
+                         " (a continuous raster, not a class map)")
+    n = int(np.unique(valid).size)
+    if n > max_classes:
+        raise InputError(f"{source}: {n} distinct values: this looks like a continuous raster "
+                         f"(reflectance, elevation, counts), not a class map; a label raster "
+                         f"holds at most {max_classes} classes (pass max_classes= / "
+                         "--max-classes for a larger legend)")
+    return n
+
+
 def labels_to_embedding_grid(
     labels: xr.DataArray | str | os.PathLike,
     embeddings: xr.DataArray,
     *,
     nodata: int | float | None = None,
+    max_classes: int = DEFAULT_MAX_CLASSES,
 ) -> xr.DataArray:
     """Majority label of each embedding pixel's footprint (see the module docstring).
 
@@ -171,6 +219,8 @@ def labels_to_embedding_grid(
     nodata : int or float, optional
         Label value meaning "unlabelled" (ignored by the majority); default the raster's
         nodata (``rio.nodata``), if any.
+    max_classes : int
+        Most distinct class codes accepted (see :func:`check_class_labels`).
 
     Returns
     -------
@@ -178,22 +228,20 @@ def labels_to_embedding_grid(
         On the embedding grid (same ``y``/``x`` coords); `LABEL_NODATA` (-1) where the
         footprint holds no label.
     """
+    source = str(labels) if isinstance(labels, (str, os.PathLike)) else "the label raster"
     lab = _label_array(labels)
     src_crs = lab.rio.crs
     if src_crs is None:
-        raise ValueError("the label raster has no CRS (write one with labels.rio.write_crs)")
+        raise ValueError(f"{source} has no CRS (write one with labels.rio.write_crs)")
     src_transform = lab.rio.transform(recalc=True)
     if nodata is None:
         nodata = lab.rio.nodata
     values = np.asarray(lab.values)
-    if not np.issubdtype(values.dtype, np.integer) and not np.all(
-        np.isnan(values) | (values == np.round(values))
-    ):
-        raise ValueError("labels must be integer class codes")
     src = values.astype(np.float64)
     invalid = np.isnan(src)
     if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
         invalid |= src == nodata
+    check_class_labels(values, invalid, source=source, max_classes=max_classes)
     if np.any(src[~invalid] == LABEL_NODATA):
         raise ValueError(f"labels use the value {LABEL_NODATA}, reserved for 'no label'")
     src_int = np.where(invalid, LABEL_NODATA, src).astype(np.int32)
@@ -251,6 +299,7 @@ def labelled_samples(
     labels: xr.DataArray | str | os.PathLike,
     *,
     nodata: int | float | None = None,
+    max_classes: int = DEFAULT_MAX_CLASSES,
 ) -> LabelledSamples:
     """(features, label) rows from an embedding cube and a label raster on any grid.
 
@@ -262,8 +311,9 @@ def labelled_samples(
     ----------
     embeddings : xarray.DataArray
         Dims ``(time?, embedding, y, x)`` with a CRS.
-    labels, nodata
-        As in `labels_to_embedding_grid`.
+    labels, nodata, max_classes
+        As in `labels_to_embedding_grid` (the labels are checked before any embedding is
+        read).
 
     Returns
     -------
@@ -271,7 +321,8 @@ def labelled_samples(
     """
     if "embedding" not in embeddings.dims:
         raise ValueError(f"embeddings need an 'embedding' dim; got dims {embeddings.dims}")
-    grid_labels = labels_to_embedding_grid(labels, embeddings, nodata=nodata).values
+    grid_labels = labels_to_embedding_grid(labels, embeddings, nodata=nodata,
+                                           max_classes=max_classes).values
     emb = embeddings if "time" in embeddings.dims else embeddings.expand_dims("time")
     emb = emb.transpose("time", "y", "x", "embedding")
     arr = np.asarray(emb.values, dtype=np.float32)  # (T, ny, nx, D)

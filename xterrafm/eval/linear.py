@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from numpy.typing import ArrayLike
-
+from xterrafm._imports import import_gate
 from xterrafm.eval.metrics import accuracy, mean_average_precision
 from xterrafm.eval.probe_training import train_adamw_cosine
+
+with import_gate():
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from numpy.typing import ArrayLike
 
 __all__ = ["LinearProbe", "fit_linear_probe", "linear_probe_score"]
 

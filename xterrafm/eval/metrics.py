@@ -7,8 +7,11 @@ numbers the probes report are defined in one place and tested against hand-compu
 
 from __future__ import annotations
 
-import numpy as np
-from numpy.typing import ArrayLike
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
+    from numpy.typing import ArrayLike
 
 __all__ = [
     "accuracy",

@@ -10,7 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-import torch
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import torch
 
 __all__ = ["train_adamw_cosine"]
 

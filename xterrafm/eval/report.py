@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-import xarray as xr
-
+from xterrafm._imports import import_gate
 from xterrafm.eval.inputs import LabelledSamples, labelled_samples
-from xterrafm.eval.knn import knn
+from xterrafm.eval.knn_probe import knn
 from xterrafm.eval.linear import fit_linear_probe
 from xterrafm.eval.metrics import accuracy
 from xterrafm.eval.splits import spatial_block_split, subsample_training_set
+
+with import_gate():
+    import numpy as np
+    import xarray as xr
 
 __all__ = [
     "EvalRow",
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from xterrafm.datasets import SyntheticScene
+    from xterrafm.datasets.scene import SyntheticScene
 
 log = logging.getLogger("xterrafm.eval")
 
@@ -150,7 +152,7 @@ def read_scene_cube(scene: SyntheticScene, modality: str = "s2_l2a") -> xr.DataA
         Lazy (dask), on ``scene.geobox``, following the io contract (CRS in ``spatial_ref``,
         ``attrs["modality"]``).
     """
-    from xterrafm.io import load_stac
+    from xterrafm.io.stac import load_stac
 
     if modality not in scene.item_collections:
         raise ValueError(f"the scene has no {modality!r} items; it has "
@@ -194,7 +196,7 @@ def synthetic_scene_samples(
 ) -> LabelledSamples:
     """Write the synthetic scene to ``workdir/synthetic-scene`` (replacing an earlier one there),
     embed it and label the embeddings with its land-cover map."""
-    from xterrafm.datasets import make_synthetic_scene
+    from xterrafm.datasets.scene import make_synthetic_scene
 
     # a scene of its own inside workdir: replacing it never touches the user's other files
     scene = make_synthetic_scene(Path(workdir) / "synthetic-scene", seed=seed, width=size,

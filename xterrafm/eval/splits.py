@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-from numpy.typing import ArrayLike
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
+    from numpy.typing import ArrayLike
 
 __all__ = ["spatial_block_split", "subsample_training_set"]
 

@@ -22,15 +22,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from numpy.typing import ArrayLike
-from torch import nn
-
+from xterrafm._imports import import_gate
 from xterrafm.errors import UsageError
 from xterrafm.eval.metrics import mean_iou
 from xterrafm.eval.probe_training import train_adamw_cosine
+
+with import_gate():
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from numpy.typing import ArrayLike
+    from torch import nn
 
 __all__ = ["UPerNetDecoder", "UPerNetProbe", "fit_upernet_probe"]
 

@@ -4,35 +4,30 @@ Every reader returns the cube contract: a lazy, dask-backed ``xr.DataArray`` wit
 ``(time, band, y, x)``, bands in TerraFM order, float32 physical units (Sentinel-2 reflectance,
 Sentinel-1 linear power), NaN nodata, the CRS in a ``spatial_ref`` coordinate (``cube.rio.crs``
 and ``cube.odc.geobox`` work) and ``attrs["modality"]`` / ``attrs["item_ids"]``.
+
+Names are imported from their modules on first use.
 """
 
 from __future__ import annotations
 
-import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
-import rioxarray  # noqa: F401  (registers the .rio accessor)
+from xterrafm._lazy import lazy_exports
 
-from xterrafm.io.geotiff import open_geotiff
-from xterrafm.io.grid import (
-    build_training_cube,
-    open_training_cube,
-    training_modality,
-    write_training_cube,
-)
-from xterrafm.io.retry import AssetReadError, RetryPolicy
-from xterrafm.io.stac import BandNotFoundError, load_stac, resolve_items
-from xterrafm.io.zarr_store import open_zarr_cube, write_zarr_cube
+_EXPORTS = {
+    "AssetReadError": "xterrafm.errors",
+    "BandNotFoundError": "xterrafm.errors",
+    "RetryPolicy": "retry",
+    "build_training_cube": "grid",
+    "load_stac": "stac",
+    "load_stac_per_crs": "stac",
+    "open_geotiff": "geotiff",
+    "open_training_cube": "grid",
+    "open_zarr_cube": "zarr_store",
+    "resolve_items": "stac_items",
+    "training_modality": "grid",
+    "write_training_cube": "grid",
+    "write_zarr_cube": "zarr_store",
+}
 
-__all__ = [
-    "AssetReadError",
-    "BandNotFoundError",
-    "RetryPolicy",
-    "build_training_cube",
-    "load_stac",
-    "open_geotiff",
-    "open_training_cube",
-    "open_zarr_cube",
-    "resolve_items",
-    "training_modality",
-    "write_training_cube",
-    "write_zarr_cube",
-]
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -22,15 +22,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
-import numpy as np
-import pandas as pd
-import rioxarray
-import xarray as xr
-from odc.geo.geobox import GeoBox
-from odc.geo.xr import xr_reproject
-
+from xterrafm._imports import import_gate
 from xterrafm.bands import ModalitySpec, get_modality
 from xterrafm.io.stac import DEFAULT_CHUNK_PX
+
+with import_gate():
+    import numpy as np
+    import pandas as pd
+    import rioxarray
+    import xarray as xr
+    from odc.geo.geobox import GeoBox
+    from odc.geo.xr import xr_reproject
 
 __all__ = ["open_geotiff"]
 
@@ -62,7 +64,8 @@ def _band_sources(files: DateFiles, spec: ModalitySpec) -> dict[str, tuple[str, 
         if not os.path.exists(p) and "://" not in p:
             raise FileNotFoundError(f"GeoTIFF {p!r} does not exist")
     slots: list[tuple[str, int, str | None]] = []
-    import rasterio
+    with import_gate():
+        import rasterio
 
     for p in paths:
         with rasterio.open(p) as src:

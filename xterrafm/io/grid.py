@@ -29,15 +29,17 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-import rioxarray
-import xarray as xr
-from odc.geo.geobox import GeoBox
-from odc.geo.xr import xr_coords, xr_reproject
-
+from xterrafm._imports import import_gate
 from xterrafm.bands import check_modality
 from xterrafm.io.stac import DEFAULT_CHUNK_PX, load_stac
 from xterrafm.io.zarr_store import open_zarr_cube, write_zarr_cube
+
+with import_gate():
+    import numpy as np
+    import rioxarray
+    import xarray as xr
+    from odc.geo.geobox import GeoBox
+    from odc.geo.xr import xr_coords, xr_reproject
 
 __all__ = [
     "LAYOUT",

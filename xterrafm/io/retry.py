@@ -9,8 +9,11 @@ Two layers work together:
   dask worker, including a distributed cluster's.
 * :class:`RetryingRioDriver`, an odc-loader reader driver, retries a whole chunk read (open +
   read + warp) with exponential backoff on any rasterio error, which also covers dropped
-  connections and errors GDAL does not retry. GDAL remembers failed HTTP lookups, so retries run
-  with ``CPL_VSIL_CURL_NON_CACHED`` set for that href. After the last attempt it raises
+  connections and errors GDAL does not retry. GDAL's ``/vsicurl/`` remembers a failed look-up of
+  a file (its HEAD request), so the attempt after such a failure, and the last attempt in any
+  case, runs with ``CPL_VSIL_CURL_NON_CACHED`` set for that href; other retries keep GDAL's cache
+  of the byte ranges already read, so that each attempt gets further than the one before even
+  when many requests fail. After the last attempt it raises
   :class:`AssetReadError` naming the href, or, only when the load was asked to
   (``fail_on_error=False``, i.e. ``fill_failed=True`` in :func:`~xterrafm.io.load_stac`), logs a
   warning and leaves the chunk as nodata.
@@ -25,20 +28,20 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
-import numpy as np
-import rasterio.errors
-from odc.loader import RioDriver, RioReader
-from odc.loader._rio import rio_env, rio_read
-
+from xterrafm import _compat
+from xterrafm._imports import import_gate
+from xterrafm.errors import AssetReadError
 from xterrafm.io.upsample import read_source_fast
+
+with import_gate():
+    import numpy as np
+    import rasterio.errors
+    from odc.loader import RioDriver, RioReader
 
 __all__ = ["AssetReadError", "RetryPolicy", "RetryingRioDriver"]
 
 log = logging.getLogger(__name__)
 
-
-class AssetReadError(OSError):
-    """A raster asset could not be read after all retries; the message names its href."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +117,15 @@ def _is_missing_local_file(uri: str) -> bool:
     return not os.path.exists(path)
 
 
+def _cached_failure(err: Exception) -> bool:
+    """Whether GDAL remembers this failure: a failed look-up of the file itself (its size or
+    existence, answered by a HEAD request) is cached by ``/vsicurl/``, and an open retried
+    without defeating that cache fails at once, without a request. Failed range reads are not
+    cached; their retries keep the ranges already read, so each attempt gets further."""
+    text = str(err)
+    return any(s in text for s in ("HTTP response code", "No such file", "does not exist"))
+
+
 class RetryingRioReader(RioReader):
     """odc-loader reader that retries failed chunk reads (see module docstring)."""
 
@@ -128,20 +140,23 @@ class RetryingRioReader(RioReader):
         policy = self._policy
         attempts = 1 if _is_missing_local_file(uri) else policy.attempts
         last: Exception | None = None
+        fresh = False  # whether the next attempt must not trust GDAL's cached state of uri
         for attempt in range(attempts):
             env: dict[str, str] = {}
             vsi = _vsi_path(uri)
-            if attempt > 0 and vsi is not None:
+            if vsi is not None and (fresh or (attempt > 0 and attempt == attempts - 1)):
                 env["CPL_VSIL_CURL_NON_CACHED"] = vsi
             try:
-                with rio_env(**env):
+                with _compat.rio_env(**env):
                     fast = read_source_fast(self._src, strict, dst_geobox, dst=dst,
                                             selection=selection)
                     if fast is not None:
                         return fast
-                    return rio_read(self._src, strict, dst_geobox, dst=dst, selection=selection)
+                    return _compat.rio_read(self._src, strict, dst_geobox, dst=dst,
+                                            selection=selection)
             except rasterio.errors.RasterioError as e:
                 last = e
+                fresh = _cached_failure(e)
                 if attempt + 1 < attempts:
                     wait = policy.delay(attempt)
                     log.info("retrying %s in %.2f s after: %s", uri, wait, e)

@@ -14,41 +14,48 @@ ItemCollection JSON file or a STAC API search) into the xterrafm cube contract:
 * the CRS kept in a ``spatial_ref`` coordinate, so ``cube.rio.crs`` and ``cube.odc.geobox`` work;
 * attributes recording what was read and applied (see :func:`load_stac`).
 
-Sentinel-2 harmonisation: since processing baseline 04.00 (25 January 2022) the digital numbers
-carry a +1000 offset. Per item and band the offset is taken, in this order, from the asset's
-``raster:bands`` scale/offset (Earth Search style; the offset there already includes the
-baseline shift), else from ``s2:processing_baseline`` (``>= 04.00``: offset -1000 DN, i.e. -0.1
-reflectance), else from the acquisition date. Exactly one of the three is used, so the offset is
-never applied twice.
+Calibration (Sentinel-2 harmonisation, decibels, nodata) is read from the items by
+:mod:`xterrafm.io.stac_calibration`; see there. Items on several CRSs are refused unless
+``crs=`` says which one to reproject into (:func:`load_stac_per_crs` gives one cube per CRS),
+and Sentinel-1 items that are not RTC (GRD, SLC) are refused with a message saying how to get
+RTC.
 """
 
 from __future__ import annotations
 
 import copy
-import datetime as dt
-import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-import numpy as np
-import pystac
-import rasterio
-import xarray as xr
-from pystac.utils import make_absolute_href
-
+from xterrafm._imports import import_gate
 from xterrafm.bands import ModalitySpec, get_modality
+from xterrafm.errors import BandNotFoundError, InputError, UsageError
 from xterrafm.io.retry import RetryingRioDriver, RetryPolicy, coerce_retry
+from xterrafm.io.stac_calibration import (
+    BASELINE_04_START,
+    BandCalibration,
+    band_calibration,
+    calibration_arrays,
+    check_s1_products,
+    find_asset,
+    group_items_by_crs,
+    raster_band,
+)
+from xterrafm.io.stac_items import resolve_items
 
-__all__ = [
-    "DEFAULT_CHUNK_PX",
-    "DEFAULT_SCL_MASK_CLASSES",
-    "BandNotFoundError",
-    "load_stac",
-    "resolve_items",
-]
+with import_gate():
+    import numpy as np
+    import odc.geo.xr  # noqa: F401  (registers .odc on the cubes returned)
+    import pystac
+    import rasterio
+    import rioxarray  # noqa: F401  (registers .rio on the cubes returned)
+    import xarray as xr
+    from pystac.utils import make_absolute_href
+
+__all__ = ["BASELINE_04_START", "DEFAULT_CHUNK_PX", "DEFAULT_SCL_MASK_CLASSES", "load_stac",
+           "load_stac_per_crs"]
 
 #: Default y/x chunk size in pixels: 5 x 224, so chunks hold whole 224 px model tiles.
 DEFAULT_CHUNK_PX = 1120
@@ -57,315 +64,14 @@ DEFAULT_CHUNK_PX = 1120
 #: 9 cloud high probability, 10 thin cirrus.
 DEFAULT_SCL_MASK_CLASSES: tuple[int, ...] = (3, 8, 9, 10)
 
-#: First day of Sentinel-2 processing baseline 04.00 (fallback when an item has no baseline).
-BASELINE_04_START = dt.datetime(2022, 1, 25, tzinfo=dt.timezone.utc)
-
-_S2_SCALE = 1e-4
-_S2_BASELINE_OFFSET_DN = -1000.0
-
-
-class BandNotFoundError(LookupError):
-    """A band of the modality has no asset in a STAC item; the message names band, item, keys."""
-
-
-@dataclass(frozen=True)
-class _BandCalibration:
-    """How one band of one item becomes physical units: ``value = DN * scale + offset``."""
-
-    scale: float
-    offset: float
-    nodata: float | None
-    source: str  # "raster:bands", "s2:processing_baseline", "acquisition date", "none"
-
 
 # --------------------------------------------------------------------------------------------
-# Sources -> items
-
-
-def _parse_time(value: Any, *, end: bool) -> dt.datetime | None:
-    if value is None or value in ("", ".."):
-        return None
-    if isinstance(value, dt.datetime):
-        t = value
-    elif isinstance(value, dt.date):
-        t = dt.datetime.combine(value, dt.time.max if end else dt.time.min)
-    else:
-        s = str(value).strip()
-        if len(s) == 10:  # a date: whole day
-            t = dt.datetime.combine(dt.date.fromisoformat(s), dt.time.max if end else dt.time.min)
-        else:
-            t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
-
-
-def _time_range(datetime: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """``(start, end)`` from a STAC-API style datetime (``"a/b"``, a date, or a 2-tuple)."""
-    if datetime is None:
-        return None, None
-    if isinstance(datetime, (tuple, list)):
-        if len(datetime) != 2:
-            raise ValueError(f"datetime range must have 2 elements, got {datetime!r}")
-        return _parse_time(datetime[0], end=False), _parse_time(datetime[1], end=True)
-    if isinstance(datetime, str) and "/" in datetime:
-        a, b = datetime.split("/", 1)
-        return _parse_time(a, end=False), _parse_time(b, end=True)
-    return _parse_time(datetime, end=False), _parse_time(datetime, end=True)
-
-
-def _filter_items(
-    pairs: list[tuple[pystac.Item, str | None]],
-    bbox: Sequence[float] | None,
-    datetime: Any,
-    collections: Sequence[str] | None,
-) -> list[tuple[pystac.Item, str | None]]:
-    """Apply bbox / datetime / collections to items from a static source."""
-    start, end = _time_range(datetime)
-    cols = {collections} if isinstance(collections, str) else set(collections or ())
-    out = []
-    for item, base in pairs:
-        if cols and item.collection_id not in cols:
-            continue
-        t = item.datetime or _parse_time(item.properties.get("start_datetime"), end=False)
-        if t is not None and t.tzinfo is None:
-            t = t.replace(tzinfo=dt.timezone.utc)
-        if t is not None and ((start and t < start) or (end and t > end)):
-            continue
-        if bbox is not None and item.bbox is not None:
-            b = item.bbox
-            x0, y0, x1, y1 = (b[0], b[1], b[3], b[4]) if len(b) == 6 else b
-            if x1 < bbox[0] or x0 > bbox[2] or y1 < bbox[1] or y0 > bbox[3]:
-                continue
-        out.append((item, base))
-    return out
-
-
-def _read_json(href: str) -> dict:
-    if urlparse(href).scheme in ("http", "https"):
-        return pystac.StacIO.default().read_json(href)
-    with open(href, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _is_stac_api(doc: Mapping[str, Any]) -> bool:
-    conforms = " ".join(doc.get("conformsTo", []))
-    if "item-search" in conforms:
-        return True
-    return any(link.get("rel") == "search" for link in doc.get("links", []))
-
-
-def _search_api(url: str, bbox: Any, datetime: Any, collections: Any,
-                search_kwargs: Mapping[str, Any] | None) -> list[pystac.Item]:
-    import pystac_client
-
-    client = pystac_client.Client.open(url)
-    search = client.search(bbox=bbox, datetime=datetime, collections=collections,
-                           **dict(search_kwargs or {}))
-    return list(search.items())
-
-
-def _items_from_href(href: str, bbox: Any, datetime: Any, collections: Any,
-                     search_kwargs: Mapping[str, Any] | None
-                     ) -> tuple[list[tuple[pystac.Item, str | None]], bool]:
-    """Items (with the href their relative asset hrefs resolve against) from a path or URL.
-
-    Returns the pairs and whether a STAC API already applied the filters.
-    """
-    is_url = urlparse(href).scheme in ("http", "https")
-    if not is_url:
-        href = os.path.abspath(href)
-        if not os.path.exists(href):
-            raise FileNotFoundError(f"STAC source {href!r} does not exist")
-    doc = _read_json(href)
-    kind = doc.get("type")
-    if kind == "FeatureCollection":
-        pairs = []
-        for feat in doc.get("features", []):
-            item = pystac.Item.from_dict(feat, preserve_dict=False)
-            pairs.append((item, item.get_self_href() or href))
-        return pairs, False
-    if kind == "Feature":
-        item = pystac.Item.from_dict(doc)
-        return [(item, item.get_self_href() or href)], False
-    if kind in ("Catalog", "Collection"):
-        if is_url and _is_stac_api(doc):
-            items = _search_api(href, bbox, datetime, collections, search_kwargs)
-            return [(it, it.get_self_href()) for it in items], True
-        cat = pystac.read_file(href)
-        if not isinstance(cat, pystac.Catalog):
-            raise ValueError(f"{href!r} is not a STAC catalog or collection")
-        items = list(cat.get_items(recursive=True))
-        return [(it, it.get_self_href()) for it in items], False
-    raise ValueError(
-        f"{href!r} is not a STAC Item, ItemCollection, Catalog or Collection (type={kind!r})"
-    )
-
-
-def resolve_items(
-    source: Any,
-    *,
-    bbox: Sequence[float] | None = None,
-    datetime: Any = None,
-    collections: Sequence[str] | str | None = None,
-    search_kwargs: Mapping[str, Any] | None = None,
-) -> list[tuple[pystac.Item, str | None]]:
-    """STAC items from any supported source, filtered, each with its base href.
-
-    Parameters
-    ----------
-    source : see :func:`load_stac`
-    bbox, datetime, collections : optional
-        Filters (lon/lat bbox, STAC-API datetime, collection ids); passed to the search for a
-        STAC API, applied to the items of static sources.
-    search_kwargs : mapping, optional
-        Extra arguments for ``pystac_client.Client.search`` (``query=``, ``max_items=`` ...).
-
-    Returns
-    -------
-    list of (pystac.Item, str or None)
-        Items and the href their relative asset hrefs resolve against (their own location).
-    """
-    filtered = False
-    if isinstance(source, pystac.ItemCollection):
-        pairs = [(it, it.get_self_href()) for it in source]
-    elif isinstance(source, pystac.Item):
-        pairs = [(source, source.get_self_href())]
-    elif isinstance(source, pystac.Catalog):
-        pairs = [(it, it.get_self_href()) for it in source.get_items(recursive=True)]
-    elif isinstance(source, (str, os.PathLike)):
-        pairs, filtered = _items_from_href(os.fspath(source), bbox, datetime, collections,
-                                           search_kwargs)
-    elif hasattr(source, "search") and hasattr(source, "get_collections"):  # pystac_client
-        items = list(source.search(bbox=bbox, datetime=datetime, collections=collections,
-                                   **dict(search_kwargs or {})).items())
-        pairs, filtered = [(it, it.get_self_href()) for it in items], True
-    elif isinstance(source, Iterable):
-        pairs = []
-        for it in source:
-            if isinstance(it, Mapping):
-                it = pystac.Item.from_dict(dict(it))
-            if not isinstance(it, pystac.Item):
-                raise TypeError(f"expected pystac.Item in the source list, got {type(it)!r}")
-            pairs.append((it, it.get_self_href()))
-    else:
-        raise TypeError(
-            "source must be a list of pystac Items, an ItemCollection, a Catalog, a pystac_client "
-            f"Client, or a path/URL of a STAC JSON document; got {type(source)!r}"
-        )
-    if not filtered:
-        pairs = _filter_items(pairs, bbox, datetime, collections)
-    if not pairs:
-        raise ValueError(
-            f"no STAC items found in {source!r} for bbox={bbox}, datetime={datetime}, "
-            f"collections={collections}"
-        )
-    return pairs
-
-
-# --------------------------------------------------------------------------------------------
-# Asset names and calibration
-
-
-def _asset_band_entries(asset: pystac.Asset) -> list[Mapping[str, Any]]:
-    fields = asset.extra_fields
-    return list(fields.get("eo:bands") or fields.get("bands") or [])
-
-
-def _asset_names(asset: pystac.Asset) -> tuple[list[str], list[str]]:
-    """(band names, common names) that an asset declares (eo:bands or STAC 1.1 bands)."""
-    names, commons = [], []
-    for b in _asset_band_entries(asset):
-        if b.get("name"):
-            names.append(str(b["name"]))
-        cn = b.get("common_name") or b.get("eo:common_name")
-        if cn:
-            commons.append(str(cn))
-    return names, commons
-
-
-def _media_rank(asset: pystac.Asset) -> int:
-    mt = (asset.media_type or "").lower()
-    if "cloud-optimized" in mt:
-        return 0
-    if "tiff" in mt or asset.href.lower().endswith((".tif", ".tiff")):
-        return 1
-    if "jp2" in mt or asset.href.lower().endswith(".jp2"):
-        return 3
-    return 2
-
-
-def _find_asset(item: pystac.Item, names: Sequence[str], label: str) -> str | None:
-    """Key of the asset that holds band ``label`` (known under ``names``), or None.
-
-    Preference: asset key match, then ``eo:bands`` name, then common name; ties go to COGs.
-    """
-    wanted = {n.lower() for n in names}
-    best: tuple[int, int, str] | None = None
-    for key, asset in item.assets.items():
-        bnames, commons = _asset_names(asset)
-        if key.lower() in wanted:
-            prio = 0
-        elif any(n.lower() in wanted for n in bnames):
-            prio = 1
-        elif any(n.lower() in wanted for n in commons):
-            prio = 2
-        else:
-            continue
-        cand = (prio, _media_rank(asset), key)
-        if best is None or cand < best:
-            best = cand
-    return None if best is None else best[2]
-
-
-def _raster_band(asset: pystac.Asset) -> dict[str, Any]:
-    rb = asset.extra_fields.get("raster:bands")
-    if rb:
-        return dict(rb[0])
-    bands = asset.extra_fields.get("bands")
-    if bands:  # STAC 1.1: raster fields inside bands[] with a "raster:" prefix
-        b = bands[0]
-        return {k.split(":", 1)[1]: v for k, v in b.items() if k.startswith("raster:")} | (
-            {"nodata": b["nodata"]} if "nodata" in b else {})
-    return {}
-
-
-def _baseline(item: pystac.Item) -> float | None:
-    props = item.properties
-    for key in ("s2:processing_baseline", "processing:version", "processing_baseline"):
-        if props.get(key) not in (None, ""):
-            try:
-                return float(str(props[key]).strip().lstrip("N").replace("_", "."))
-            except ValueError:
-                continue
-    return None
-
-
-def _calibration(item: pystac.Item, asset: pystac.Asset, spec: ModalitySpec) -> _BandCalibration:
-    rb = _raster_band(asset)
-    nodata = rb.get("nodata")
-    if isinstance(nodata, str):
-        nodata = float(nodata)  # "nan", "inf"
-    optical = spec.name.startswith("s2")
-    if nodata is None:
-        nodata = 0.0 if optical else float("nan")
-    if "scale" in rb or "offset" in rb:
-        return _BandCalibration(float(rb.get("scale", 1.0)), float(rb.get("offset", 0.0)),
-                                nodata, "raster:bands")
-    if not optical:
-        return _BandCalibration(1.0, 0.0, nodata, "none")
-    baseline = _baseline(item)
-    if baseline is not None:
-        off = _S2_BASELINE_OFFSET_DN if baseline >= 4.0 else 0.0
-        return _BandCalibration(_S2_SCALE, off * _S2_SCALE, nodata, "s2:processing_baseline")
-    t = item.datetime or _parse_time(item.properties.get("start_datetime"), end=False)
-    if t is not None and t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
-    off = _S2_BASELINE_OFFSET_DN if (t is not None and t >= BASELINE_04_START) else 0.0
-    return _BandCalibration(_S2_SCALE, off * _S2_SCALE, nodata, "acquisition date")
+# Items with one asset per band
 
 
 def _canonical_item(
     item: pystac.Item, base_href: str | None, spec: ModalitySpec, with_scl: bool
-) -> tuple[pystac.Item, dict[str, _BandCalibration]]:
+) -> tuple[pystac.Item, dict[str, BandCalibration]]:
     """A copy of ``item`` with one asset per band, keyed by canonical name, absolute hrefs.
 
     Scale/offset are removed from the copies' ``raster:bands`` (xterrafm applies them itself)
@@ -381,9 +87,9 @@ def _canonical_item(
         properties=copy.deepcopy(item.properties), collection=item.collection_id,
         stac_extensions=list(item.stac_extensions),
     )
-    cals: dict[str, _BandCalibration] = {}
+    cals: dict[str, BandCalibration] = {}
     for name, aliases in wanted:
-        key = _find_asset(item, aliases, name)
+        key = find_asset(item, aliases, name)
         if key is None:
             raise BandNotFoundError(
                 f"band {name!r} of modality {spec.name!r} not found in STAC item {item.id!r}; "
@@ -402,8 +108,8 @@ def _canonical_item(
             )
         fields = copy.deepcopy(src.extra_fields)
         if name != "SCL":
-            cals[name] = _calibration(item, src, spec)
-            rb = {k: v for k, v in _raster_band(src).items() if k not in ("scale", "offset")}
+            cals[name] = band_calibration(item, src, spec)
+            rb = {k: v for k, v in raster_band(src).items() if k not in ("scale", "offset")}
             nodata = cals[name].nodata
             rb["nodata"] = "nan" if nodata is not None and np.isnan(nodata) else nodata
             fields["raster:bands"] = [rb]
@@ -424,40 +130,28 @@ def _default_chunks(chunks: Mapping[str, int] | None) -> dict[str, int]:
     return out
 
 
-def _calibration_arrays(
-    items: list[pystac.Item], cals: list[dict[str, _BandCalibration]], bands: list[str],
-    times: np.ndarray, groupby: Any,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """scale, offset as (time, band) float64 arrays, nodata per band, and the sources used."""
-    nb = len(bands)
-    per_item = np.array([[(c[b].scale, c[b].offset) for b in bands] for c in cals])
-    nodata = np.array([cals[0][b].nodata for b in bands], dtype="float64")
-    for it, c in zip(items, cals, strict=True):
-        nd = np.array([c[b].nodata for b in bands], dtype="float64")
-        if not np.array_equal(nd, nodata, equal_nan=True):
-            raise ValueError(f"item {it.id!r} declares different nodata values {nd} than "
-                             f"item {items[0].id!r} ({nodata}); load them separately")
-    sources = sorted({c[b].source for c in cals for b in bands})
-    if (per_item == per_item[0]).all():
-        scale = np.broadcast_to(per_item[0, :, 0], (len(times), nb))
-        offset = np.broadcast_to(per_item[0, :, 1], (len(times), nb))
-        return scale.astype("float64"), offset.astype("float64"), nodata, sources
-    if groupby != "time":
-        raise ValueError(
-            "the items have different scale/offset (e.g. mixed processing baselines); with "
-            f"groupby={groupby!r} xterrafm cannot assign them to time steps. Use groupby='time' "
-            "or load the groups separately."
-        )
-    item_t = np.array([np.datetime64(it.datetime.astimezone(dt.timezone.utc)
-                                     .replace(tzinfo=None), "ns") for it in items])
-    scale = np.empty((len(times), nb), "float64")
-    offset = np.empty((len(times), nb), "float64")
-    for ti, t in enumerate(times.astype("datetime64[ns]")):
-        sel = per_item[item_t == t]
-        if len(sel) == 0 or not (sel == sel[0]).all():
-            raise ValueError(f"items at time {t} disagree on scale/offset; load them separately")
-        scale[ti], offset[ti] = sel[0, :, 0], sel[0, :, 1]
-    return scale, offset, nodata, sources
+def _check_one_crs(items: Sequence[pystac.Item]) -> None:
+    """Refuse items on several CRSs (``crs=`` not given): one cube would reproject them all."""
+    groups = group_items_by_crs(items)
+    if len(groups) <= 1:
+        return
+    listing = ", ".join(f"{crs or 'no projection metadata'}: {len(g)} item(s)"
+                        for crs, g in groups.items())
+    raise UsageError(
+        f"the items are on {len(groups)} CRSs ({listing}); one cube would reproject them all "
+        "into one of them (mostly empty, resampled). Load one cube per CRS with "
+        "xterrafm.io.load_stac_per_crs (python -m xterrafm embed does this), select the items "
+        "of one CRS, or pass crs= to reproject all of them into that CRS.")
+
+
+def _db_bands(items: Sequence[pystac.Item], cals: Sequence[Mapping[str, BandCalibration]],
+              bands: Sequence[str]) -> np.ndarray:
+    """Which bands are in decibels (``raster:bands`` unit); the items must agree."""
+    flags = {tuple(c[b].db for b in bands) for c in cals}
+    if len(flags) > 1:
+        raise InputError(f"the items disagree on which bands are in decibels ({sorted(flags)}); "
+                         "load them separately")
+    return np.array(flags.pop(), dtype=bool)
 
 
 def load_stac(
@@ -522,7 +216,11 @@ def load_stac(
     search_kwargs : mapping, optional
         Extra arguments for a STAC API search.
     **kwargs
-        Passed to :func:`odc.stac.load` (e.g. ``geobox=``, ``like=``, ``x=``, ``y=``).
+        Passed to :func:`odc.stac.load` (e.g. ``x=``, ``y=``). ``geobox=`` or ``like=`` fix the
+        output grid (``resolution``, ``crs`` and ``bbox`` are then not used): ``like=s2_cube``
+        reads a Sentinel-1 cube on exactly a Sentinel-2 cube's pixels (warped with
+        ``resampling``), as fused embeddings (``xterrafm.embed({"s1": ..., "s2_l2a": ...})``)
+        need.
 
     Returns
     -------
@@ -532,7 +230,8 @@ def load_stac(
         ``modality``, ``units`` (``"reflectance"`` / ``"linear_power"``), ``item_ids``,
         ``scale`` and ``offset`` (per band, as applied, from the first time step),
         ``calibration_source`` (``"raster:bands"``, ``"s2:processing_baseline"``,
-        ``"acquisition date"`` or ``"none"``), ``harmonized`` (whether a baseline offset was
+        ``"acquisition date"`` or ``"none"``), ``db_to_linear`` (bands whose ``raster:bands``
+        unit was decibels, converted to linear power), ``harmonized`` (whether a baseline offset was
         applied, 0/1), ``nodata_to_nan`` (1), ``source_nodata`` (per band), ``resampling``,
         ``cloud_mask`` (``"none"`` or ``"scl:3,8,9,10"``), ``fill_failed`` (0/1), ``reader``.
         ``item_ids`` lists every item loaded, in load order; with ``groupby="time"`` several
@@ -543,6 +242,12 @@ def load_stac(
     ------
     BandNotFoundError
         A band is missing in an item (names the band, the item and its asset keys).
+    UsageError
+        The items are on several CRSs and ``crs=`` (or ``geobox=``/``like=``) does not say
+        which grid to reproject them into; :func:`load_stac_per_crs` loads one cube per CRS.
+    InputError
+        Sentinel-1 items that are not RTC (``sar:product_type`` GRD, SLC...), or items that
+        disagree on nodata or on a calibration that cannot be assigned to time steps.
     AssetReadError
         At compute time, when a read keeps failing (names the href), unless ``fill_failed``.
 
@@ -550,14 +255,19 @@ def load_stac(
     -----
     Building the cube reads only STAC metadata, never pixels: nothing is computed.
     """
-    import odc.stac
+    with import_gate():
+        import odc.stac
 
     spec = get_modality(modality)
     if mask_clouds and spec.name != "s2_l2a":
         raise ValueError(f"mask_clouds needs the SCL of Sentinel-2 L2A, not {spec.name!r}")
     policy = coerce_retry(retry)
     pairs = resolve_items(source, bbox=bbox, datetime=datetime, collections=collections,
-                          search_kwargs=search_kwargs)
+                          search_kwargs=search_kwargs, retry=policy)
+    if spec.name == "s1":
+        check_s1_products([item for item, _ in pairs])
+    if crs is None and not any(k in kwargs for k in ("geobox", "like")):
+        _check_one_crs([item for item, _ in pairs])
     canon, cals = [], []
     for item, base in pairs:
         new, cal = _canonical_item(item, base, spec, with_scl=mask_clouds)
@@ -587,14 +297,18 @@ def load_stac(
     with rasterio.Env(**policy.gdal_options()):
         ds = odc.stac.load(canon, **load_kw)
 
-    scale, offset, nodata, sources = _calibration_arrays(
+    scale, offset, nodata, sources = calibration_arrays(
         canon, cals, bands, ds["time"].values, groupby)
+    db = _db_bands(canon, cals, bands)
     cube = ds[bands].to_dataarray("band").transpose("time", "band", "y", "x")
     nd = xr.DataArray(nodata.astype("float32"), dims="band")
     cube = cube.where(cube != nd)  # NaN != x is True: NaN nodata needs no masking
     s = xr.DataArray(scale.astype("float32"), dims=("time", "band"))
     o = xr.DataArray(offset.astype("float32"), dims=("time", "band"))
     cube = (cube * s + o).astype("float32")
+    if db.any():  # decibels -> linear power
+        cube = xr.where(xr.DataArray(db, dims="band"), 10.0 ** (cube / 10.0), cube,
+                        keep_attrs=True).astype("float32").transpose("time", "band", "y", "x")
     if mask_clouds:
         scl = ds["SCL"]
         cube = cube.where(~scl.isin(list(scl_mask_classes)))
@@ -610,6 +324,7 @@ def load_stac(
         "scale": [float(v) for v in scale[0]],
         "offset": [float(v) for v in offset[0]],
         "calibration_source": ",".join(sources),
+        "db_to_linear": [b for b, d in zip(bands, db, strict=True) if d],
         "harmonized": int(harmonized),
         "nodata_to_nan": 1,
         "source_nodata": ["nan" if np.isnan(v) else float(v) for v in nodata],
@@ -620,3 +335,39 @@ def load_stac(
         "reader": "xterrafm.io.load_stac (odc-stac)",
     }
     return cube
+
+
+def load_stac_per_crs(source: Any, *, modality: str, bbox: Sequence[float] | None = None,
+                      datetime: Any = None, collections: Sequence[str] | str | None = None,
+                      search_kwargs: Mapping[str, Any] | None = None, **kwargs: Any,
+                      ) -> dict[str, xr.DataArray]:
+    """One :func:`load_stac` cube per CRS of the items, each on its native grid.
+
+    Takes the arguments of :func:`load_stac` (except ``crs``, which each group sets to its
+    own). Items without projection metadata form their own group, loaded with odc-stac's
+    default grid.
+
+    Returns
+    -------
+    dict
+        ``{"EPSG:32632": cube, "EPSG:32633": cube, ...}`` in CRS order.
+    """
+    if "crs" in kwargs:
+        raise UsageError("load_stac_per_crs loads every CRS on its own grid; crs= is not taken "
+                         "(use load_stac(..., crs=...) to reproject all items into one CRS)")
+    pairs = resolve_items(source, bbox=bbox, datetime=datetime, collections=collections,
+                          search_kwargs=search_kwargs, retry=coerce_retry(kwargs.get("retry")))
+    items = []
+    for item, base in pairs:  # absolute hrefs, so that each group loads on its own
+        item = item.clone()
+        for asset in item.assets.values():
+            asset.href = make_absolute_href(asset.href, base) if base else asset.href
+        items.append(item)
+    cubes = {}
+    for crs, group in group_items_by_crs(items).items():
+        cube = load_stac(group, modality=modality, bbox=bbox, crs=crs, **kwargs)
+        if crs is None:
+            got = cube.odc.geobox.crs
+            crs = f"EPSG:{got.epsg}" if got.epsg is not None else got.to_wkt()
+        cubes[str(crs)] = cube
+    return cubes

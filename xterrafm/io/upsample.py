@@ -23,9 +23,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-import rasterio
-from numba import njit
+from xterrafm import _compat
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
+    import rasterio
+    from numba import njit
 
 __all__ = [
     "axis_map",
@@ -265,8 +269,6 @@ def read_source_fast(src: Any, cfg: Any, dst_geobox: Any, dst: np.ndarray | None
         is taken from ``src.geobox`` (the asset's grid from STAC ``proj`` metadata) without
         opening the file; sources without one are left to odc-loader.
     """
-    from odc.loader._reader import resolve_dst_dtype, resolve_dst_nodata, resolve_src_nodata
-
     if selection is not None or str(cfg.resampling).lower() not in METHODS:
         return None
     if getattr(src, "meta", None) is not None and src.meta.extra_dims:
@@ -281,9 +283,9 @@ def read_source_fast(src: Any, cfg: Any, dst_geobox: Any, dst: np.ndarray | None
         band = int(src.band) if src.band else 0
         if band < 1 or band > rdr.count:
             return None  # odc-loader raises its own error for this
-        dst_dtype = resolve_dst_dtype(rdr.dtypes[band - 1], cfg)
-        src_nodata = resolve_src_nodata(rdr.nodatavals[band - 1], cfg)
-        dst_nodata = resolve_dst_nodata(dst_dtype, cfg, src_nodata)
+        dst_dtype = _compat.resolve_dst_dtype(rdr.dtypes[band - 1], cfg)
+        src_nodata = _compat.resolve_src_nodata(rdr.nodatavals[band - 1], cfg)
+        dst_nodata = _compat.resolve_dst_nodata(dst_dtype, cfg, src_nodata)
         with rasterio.Env(VSI_CACHE=False):
             return read_axis_aligned(rdr, band, dst_geobox, str(cfg.resampling), dst_dtype,
                                      src_nodata, dst_nodata, dst=dst)

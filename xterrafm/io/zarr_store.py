@@ -14,8 +14,13 @@ import os
 from collections.abc import Mapping
 from typing import Any, Union
 
-import numpy as np
-import xarray as xr
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
+    import odc.geo.xr  # noqa: F401  (registers .odc on the cubes returned)
+    import rioxarray  # noqa: F401  (registers .rio on the cubes returned)
+    import xarray as xr
 
 __all__ = ["open_zarr_cube", "write_zarr_cube"]
 

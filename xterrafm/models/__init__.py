@@ -1,18 +1,21 @@
 """TerraFM model: configuration, transformer blocks, patch embedding and encoder."""
 
-from xterrafm.models.config import CONFIGS, TerraFMConfig, get_config
-from xterrafm.models.patch_embed import ModalityPatchEmbed, patchify
-from xterrafm.models.pos_embed import resize_pos_embed
-from xterrafm.models.terrafm import FUSION_PREFIX, PRECISIONS, TerraFM
+from __future__ import annotations
 
-__all__ = [
-    "CONFIGS",
-    "FUSION_PREFIX",
-    "PRECISIONS",
-    "ModalityPatchEmbed",
-    "TerraFM",
-    "TerraFMConfig",
-    "get_config",
-    "patchify",
-    "resize_pos_embed",
-]
+from xterrafm._lazy import lazy_exports
+
+_EXPORTS = {
+    "CONFIGS": "config",
+    "FUSION_PREFIX": "terrafm",
+    "ModalityPatchEmbed": "patch_embed",
+    "PRECISIONS": "precision",
+    "TerraFM": "terrafm",
+    "TerraFMConfig": "config",
+    "get_config": "config",
+    "patchify": "patch_embed",
+    "resize_pos_embed": "pos_embed",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -18,14 +18,17 @@ lets the inference fast path fold ``proj1`` into the stem and ``proj3 · proj2``
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-
+from xterrafm._imports import import_gate
 from xterrafm.models.config import TerraFMConfig
+
+with import_gate():
+    import torch
+    import torch.nn.functional as F
+    from torch import Tensor, nn
 
 __all__ = ["ModalityFusion", "ModalityPatchEmbed", "TokenProjection", "patchify"]
 
@@ -118,13 +121,24 @@ class ModalityFusion(nn.Module):
         return (weights * values).sum(dim=1)
 
 
+def _no_autocast(sources: Sequence[Tensor]) -> contextlib.ExitStack:
+    """A context that switches autocast off on the devices of ``sources``."""
+    stack = contextlib.ExitStack()
+    for kind in sorted({t.device.type for t in sources}):
+        if torch.is_autocast_enabled(kind):
+            stack.enter_context(torch.autocast(device_type=kind, enabled=False))
+    return stack
+
+
 class _FoldCache:
     """Derived tensors keyed on the identity and version counters of their source parameters.
 
     An entry is rebuilt when any source parameter is replaced (``data_ptr``), modified in place
     (``_version``: ``load_state_dict``, optimiser steps, ``.copy_``), or moved/cast. Builds are
     serialised by a lock, so threads sharing a model (Dask threads of one worker) that miss the
-    cache together build an entry once instead of once each.
+    cache together build an entry once instead of once each. Builds run with autocast off on
+    the sources' devices: an entry first needed inside a bf16/fp16 forward pass is computed in
+    the sources' own precision, as :meth:`TerraFM.prepare` would have computed it.
     """
 
     def __init__(self) -> None:
@@ -153,7 +167,7 @@ class _FoldCache:
             hit = self._entries.get(name)
             if hit is not None and hit[0] == key:  # built by another thread meanwhile
                 return hit[1]
-            with torch.inference_mode(False), torch.no_grad():
+            with torch.inference_mode(False), torch.no_grad(), _no_autocast(sources):
                 value = build()
             self._entries[name] = (key, value)
         return value

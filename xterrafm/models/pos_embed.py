@@ -9,9 +9,12 @@ position is kept as is.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import torch
+    import torch.nn.functional as F
+    from torch import Tensor
 
 __all__ = ["resize_pos_embed"]
 

@@ -11,24 +11,26 @@ import contextlib
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 
-import torch
-from torch import Tensor, nn
-
+from xterrafm._imports import import_gate
 from xterrafm.bands import check_modality
 from xterrafm.models.config import TerraFMConfig, get_config
 from xterrafm.models.patch_embed import ModalityPatchEmbed, _FoldCache
 from xterrafm.models.pos_embed import resize_pos_embed
+from xterrafm.models.precision import canonical_precision
 from xterrafm.models.vit import Block, init_vit_weights
 
-__all__ = ["FUSION_PREFIX", "PRECISIONS", "TerraFM"]
+with import_gate():
+    import torch
+    from torch import Tensor, nn
+
+__all__ = ["AUTOCAST_DTYPES", "FUSION_PREFIX", "TerraFM"]
 
 #: State-dict prefix of the parameters that are not in the published checkpoint.
 FUSION_PREFIX = "patch_embed.fusion."
 
-#: Accepted values of ``TerraFM.precision`` and the autocast dtype they select.
-PRECISIONS: dict[str, torch.dtype | None] = {
-    "fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-    "fp16": torch.float16, "float16": torch.float16,
+#: Autocast dtype of each precision (None: plain float32).
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
+    "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16,
 }
 
 
@@ -101,10 +103,11 @@ class TerraFM(nn.Module):
 
     @precision.setter
     def precision(self, value: str) -> None:
-        key = str(value).lower()
-        if key not in PRECISIONS:
-            raise ValueError(f"unknown precision {value!r}; expected 'fp32', 'bf16' or 'fp16'")
-        self._precision = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(key, key)
+        key = canonical_precision(value)
+        if key not in AUTOCAST_DTYPES:
+            raise ValueError(f"a model runs at 'fp32', 'bf16' or 'fp16', not {value!r} (resolve "
+                             "'auto' with xterrafm.models.precision.resolve_precision)")
+        self._precision = key
 
     # -- set-up --------------------------------------------------------------------------
     def reset_parameters(self) -> None:
@@ -185,7 +188,7 @@ class TerraFM(nn.Module):
             p.requires_grad for p in self.patch_embed.parameters())
 
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        dtype = PRECISIONS[self._precision]
+        dtype = AUTOCAST_DTYPES[self._precision]
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=dtype)

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from xterrafm._imports import import_gate
+from xterrafm.errors import UsageError
+
+with import_gate():
+    import torch
+    import torch.nn.functional as F
+    from torch import Tensor, nn
 
 __all__ = ["Attention", "Block", "DropPath", "Mlp", "init_vit_weights", "set_drop_path"]
 
@@ -41,7 +45,7 @@ class DropPath(nn.Module):
     @p.setter
     def p(self, value: float) -> None:
         if not 0.0 <= value < 1.0:
-            raise ValueError(f"drop-path probability must be in [0, 1), got {value}")
+            raise UsageError(f"drop-path probability must be in [0, 1), got {value}")
         self._p = float(value)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from xterrafm.cli_options import positive_int
+
 __all__ = ["main", "parse_args"]
 
 _EPILOG = (
@@ -27,7 +29,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     parser.add_argument("--data", nargs="+", default=None, metavar="PATH",
                         help="Zarr training cube(s); default: a generated synthetic scene")
     parser.add_argument("--output", default="pretrain-output", help="output folder")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this step")
+    parser.add_argument("--max-steps", type=positive_int, default=None,
+                        help="stop after this step")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUTPUT/checkpoint.pt")
     args, rest = parser.parse_known_args(argv)

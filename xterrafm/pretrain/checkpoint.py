@@ -11,8 +11,11 @@ import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
+    import torch
 
 __all__ = ["save_checkpoint", "load_checkpoint", "capture_rng_state", "restore_rng_state"]
 

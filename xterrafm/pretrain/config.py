@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from xterrafm._imports import import_gate
+from xterrafm.errors import UsageError
+
 try:  # Python >= 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+    with import_gate():
+        import tomli as tomllib
 
-__all__ = ["PretrainConfig", "load_config", "shipped_configs", "apply_overrides"]
+__all__ = ["PretrainConfig", "apply_overrides", "check_config_values", "load_config",
+           "shipped_configs"]
 
 
 @dataclass
@@ -107,6 +113,10 @@ class PretrainConfig:
             raise ValueError(f"center_lambda must be in [0, 1], got {self.center_lambda}")
         if self.centering not in ("ema", "sinkhorn"):
             raise ValueError(f"centering must be 'ema' or 'sinkhorn', got {self.centering!r}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?",
+                                                                 self.device):
+            raise UsageError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got "
+                             f"{self.device!r}")
         if self.amp not in ("auto", "bf16", "fp32"):
             raise ValueError(f"amp must be 'auto', 'bf16' or 'fp32', got {self.amp!r}")
         if not 0.0 <= self.drop_path_rate < 1.0:
@@ -179,7 +189,9 @@ def apply_overrides(config: PretrainConfig, overrides: dict[str, Any]) -> Pretra
         if key not in types:
             raise ValueError(f"unknown config key {raw_key!r}; valid keys: {sorted(types)}")
         values[key] = _coerce(key, value, types[key])
-    return PretrainConfig(**values)
+    config = PretrainConfig(**values)
+    check_config_values(config)
+    return config
 
 
 def load_config(name_or_path: str | os.PathLike, overrides: dict[str, Any] | None = None
@@ -213,3 +225,60 @@ def load_config(name_or_path: str | os.PathLike, overrides: dict[str, Any] | Non
         raise ValueError(f"{where} is not valid TOML: {err}") from None
     config = apply_overrides(PretrainConfig(), _flatten(table, where))
     return apply_overrides(config, overrides or {})
+
+
+# -- value checks, made when a config is loaded or overridden -----------------------------------
+#: Side of a ViT patch: crops must hold whole patches.
+_PATCH_PX = 16
+
+
+def _fail(key: str, value: Any, need: str) -> None:
+    raise UsageError(f"config key {key!r} = {value!r}: {need}")
+
+
+def check_config_values(config: PretrainConfig) -> None:
+    """Refuse settings that cannot train, before any data is read or any step runs.
+
+    :func:`load_config` and :func:`apply_overrides` call this, so ``python -m
+    xterrafm.pretrain --key=value`` refuses a bad value with exit code 2 and a message naming the
+    key, the value and what it must be.
+
+    Raises
+    ------
+    UsageError
+        The first value out of range.
+    """
+    c = config
+    for key in ("base_lr", "student_temp", "teacher_temp", "warmup_teacher_temp"):
+        if not getattr(c, key) > 0:
+            _fail(key, getattr(c, key), "must be > 0")
+    for key in ("min_lr", "weight_decay", "weight_decay_end", "clip_grad", "warmup_steps",
+                "warmup_teacher_temp_steps", "n_local_crops", "brightness", "contrast",
+                "band_jitter", "noise", "alpha", "center_alpha"):
+        if getattr(c, key) < 0:
+            _fail(key, getattr(c, key), "must be >= 0")
+    if c.min_lr > c.base_lr:
+        _fail("min_lr", c.min_lr, f"must not exceed base_lr ({c.base_lr})")
+    if not 0.0 <= c.momentum_teacher <= 1.0:
+        _fail("momentum_teacher", c.momentum_teacher, "must be in [0, 1]")
+    if not 0.0 <= c.center_momentum < 1.0:
+        _fail("center_momentum", c.center_momentum,
+              "must be in [0, 1) (the weight the running centre keeps per step)")
+    for key in ("min_valid_fraction", "radiometric_p"):
+        if not 0.0 <= getattr(c, key) <= 1.0:
+            _fail(key, getattr(c, key), "must be in [0, 1]")
+    for key in ("global_crop_size", "local_crop_size"):
+        if getattr(c, key) % _PATCH_PX:
+            _fail(key, getattr(c, key), f"must be a multiple of the {_PATCH_PX} px patch size")
+    if c.local_crop_size > c.tile_size:
+        _fail("local_crop_size", c.local_crop_size, f"must not exceed tile_size ({c.tile_size})")
+    for key in ("global_crop_scale", "local_crop_scale"):
+        scale = getattr(c, key)
+        if len(scale) != 2 or not 0.0 < scale[0] <= scale[1] <= 1.0:
+            _fail(key, scale, "must be [low, high] with 0 < low <= high <= 1")
+    if c.max_steps < 1:
+        _fail("max_steps", c.max_steps, "must be >= 1 (0 or fewer steps train nothing)")
+    for key in ("synthetic_size", "synthetic_dates", "synthetic_chunk", "head_hidden_dim",
+                "head_bottleneck_dim", "head_layers"):
+        if getattr(c, key) < 1:
+            _fail(key, getattr(c, key), "must be >= 1")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import torch
-
+from xterrafm._imports import import_gate
 from xterrafm.errors import UsageError
+
+with import_gate():
+    import torch
 
 __all__ = ["embedding_effective_rank"]
 

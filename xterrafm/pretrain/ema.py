@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import torch
+    from torch import nn
 
 __all__ = ["update_teacher"]
 

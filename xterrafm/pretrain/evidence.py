@@ -31,9 +31,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
-
+from xterrafm._imports import import_gate
 from xterrafm.pretrain.diagnostics import embedding_effective_rank
 from xterrafm.pretrain.probes import (
     BASELINES,
@@ -44,6 +42,10 @@ from xterrafm.pretrain.probes import (
     scene_windows,
     score_predictions,
 )
+
+with import_gate():
+    import numpy as np
+    import torch
 
 __all__ = ["MODALITIES", "PROBES", "RUN_OVERRIDES", "SCENES", "SELECTION_SCENES", "main",
            "run_evidence", "run_seed", "summarize"]

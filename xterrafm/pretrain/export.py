@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from torch import nn
-
+from xterrafm._imports import import_gate
 from xterrafm.weights import convert_weights
+
+with import_gate():
+    from torch import nn
 
 __all__ = ["export_backbone"]
 

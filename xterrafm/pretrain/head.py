@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
 
 __all__ = ["DINOHead"]
 

@@ -9,8 +9,11 @@ prevent at small batch sizes.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import torch
+    import torch.nn.functional as F
 
 __all__ = ["koleo_loss"]
 

@@ -19,10 +19,13 @@ With ``λ = 1`` the loss and the center update are exactly DINO's.
 
 from __future__ import annotations
 
-import torch
-import torch.distributed as dist
-import torch.nn.functional as F
-from torch import nn
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
+    from torch import nn
 
 from xterrafm.pretrain.sinkhorn import sinkhorn_knopp
 

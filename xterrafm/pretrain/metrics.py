@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from xterrafm._imports import import_gate
+
 __all__ = ["MetricsLog"]
 
 
@@ -32,7 +34,8 @@ class MetricsLog:
         self._fh = open(self.path, "a", encoding="utf-8") if self.path is not None else None
         self._bar = None
         if progress and self.path is not None:
-            from tqdm import tqdm
+            with import_gate():
+                from tqdm import tqdm
 
             self._bar = tqdm(total=total, initial=initial, file=sys.stdout, unit="step",
                              dynamic_ncols=True, mininterval=1.0)

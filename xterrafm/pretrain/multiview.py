@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import torch
-from torch import nn
-
+from xterrafm._imports import import_gate
 from xterrafm.pretrain.head import DINOHead
+
+with import_gate():
+    import torch
+    from torch import nn
 
 __all__ = ["MultiViewModel"]
 

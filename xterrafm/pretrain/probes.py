@@ -9,7 +9,7 @@ Features of a window come from an encoder (CLS token; fused over several modalit
 a *no-model baseline*: per-band statistics of the window's normalised pixels (mean, median,
 quantiles, mean and standard deviation), all modalities concatenated. Every feature set is
 scored the same way: standardised with the probe-training statistics, then a cosine kNN
-(:func:`xterrafm.eval.knn`) and a linear probe (:func:`xterrafm.eval.linear.fit_linear_probe`),
+(:func:`xterrafm.eval.knn_probe.knn`) and a linear probe (:func:`xterrafm.eval.linear.fit_linear_probe`),
 by accuracy and macro-accuracy (mean per-class recall).
 """
 
@@ -18,13 +18,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-import xarray as xr
-
+from xterrafm._imports import import_gate
 from xterrafm.data.cube import TrainingCube
 from xterrafm.errors import UsageError
 from xterrafm.eval.metrics import accuracy, macro_accuracy, per_class_recall
+
+with import_gate():
+    import numpy as np
+    import torch
+    import xarray as xr
 
 __all__ = ["BASELINES", "WindowSet", "baseline_features", "bootstrap_interval",
            "encoder_features", "probe_predictions", "scene_windows", "score_predictions"]
@@ -45,7 +47,7 @@ class WindowSet:
     Attributes
     ----------
     inputs : dict of str -> Tensor (N, C, w, w)
-        Normalised pixels per modality (NaN -> 0).
+        Encoder input per modality (:func:`xterrafm.model_input.normalize_and_fill`).
     labels : ndarray (N,)
         Majority class code.
     groups : ndarray (N,)
@@ -76,7 +78,7 @@ def scene_windows(
     min_purity : float
         Keep windows whose majority class covers at least this share of labelled pixels.
     """
-    from xterrafm.normalization import normalize
+    from xterrafm.model_input import normalize_and_fill
 
     if not isinstance(cube, TrainingCube):
         cube = TrainingCube(cube, modalities=list(modalities))
@@ -112,7 +114,7 @@ def scene_windows(
     inputs = {}
     for m in modalities:
         raw = cube.read_modality(m, region, times=[time_index])[0]
-        x = np.nan_to_num(np.asarray(normalize(raw, m, spec=normalization), np.float32))
+        x = normalize_and_fill(raw, m, normalization)[0]
         c = x.shape[0]
         x = x.reshape(c, ny, window, nx, window).transpose(1, 3, 0, 2, 4).reshape(-1, c, window, window)
         inputs[m] = torch.from_numpy(np.ascontiguousarray(x[idx]))
@@ -182,7 +184,7 @@ def probe_predictions(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarr
     dict
         ``{"knn": (M,), "linear": (M,)}`` predicted labels.
     """
-    from xterrafm.eval.knn import knn
+    from xterrafm.eval.knn_probe import knn
     from xterrafm.eval.linear import fit_linear_probe
 
     train_x = np.asarray(train_x, np.float64)

@@ -12,10 +12,12 @@ uniform or one-prototype collapse that EMA centering lets through early in train
 
 from __future__ import annotations
 
-import torch
-import torch.distributed as dist
-
+from xterrafm._imports import import_gate
 from xterrafm.errors import UsageError
+
+with import_gate():
+    import torch
+    import torch.distributed as dist
 
 __all__ = ["sinkhorn_knopp"]
 

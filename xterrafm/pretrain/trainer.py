@@ -14,14 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
-
+from xterrafm._imports import import_gate
 from xterrafm.data.dataset import TileDataset
 from xterrafm.data.views import MultiCropConfig
+from xterrafm.errors import UsageError
 from xterrafm.pretrain.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -37,6 +33,13 @@ from xterrafm.pretrain.loss import DualCenteringDINOLoss, inverse_frequency_weig
 from xterrafm.pretrain.metrics import MetricsLog
 from xterrafm.pretrain.multiview import MultiViewModel
 from xterrafm.pretrain.schedules import cosine_schedule, linear_warmup_constant, scaled_lr
+
+with import_gate():
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    from torch.utils.data import DataLoader
 
 __all__ = ["TrainResult", "train", "build_dataset", "build_models", "CHECKPOINT_NAME",
            "EXPORT_NAME", "METRICS_NAME"]
@@ -85,14 +88,27 @@ class _Dist:
             dist.barrier()
 
 
+def _train_device(device_pref: str, local_rank: int, world: int) -> torch.device:
+    """The device of this process: ``"auto"``/``"cuda"`` -> ``cuda:<LOCAL_RANK>`` (CPU for
+    ``"auto"`` without CUDA), ``"cuda:N"`` -> that GPU (one process only), ``"cpu"``."""
+    if device_pref == "cpu" or (device_pref == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"device {device_pref!r} requested but CUDA is not available")
+    if device_pref in ("auto", "cuda"):
+        return torch.device(f"cuda:{local_rank}")
+    if world > 1:
+        raise UsageError(f"device {device_pref!r} names one GPU, but {world} processes would "
+                         "share it; use device='cuda' (each process takes cuda:<LOCAL_RANK>)")
+    return torch.device(device_pref)
+
+
 def _setup_distributed(device_pref: str) -> _Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and device_pref in ("auto", "cuda")
-    if device_pref.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device_pref!r} requested but CUDA is not available")
-    device = torch.device(f"cuda:{local_rank}") if use_cuda else torch.device("cpu")
+    device = _train_device(device_pref, local_rank, world)
+    use_cuda = device.type == "cuda"
     if use_cuda:
         torch.cuda.set_device(device)
     owns = False
@@ -108,7 +124,7 @@ def _synthetic_cube(config: PretrainConfig, output: Path, env: _Dist) -> Path:
     """Generate (rank 0) the default synthetic scene and its Zarr training cube."""
     cube_path = output / "synthetic" / "training_cube.zarr"
     if env.rank == 0:
-        from xterrafm.datasets import write_synthetic_training_cube
+        from xterrafm.datasets.training_cube import write_synthetic_training_cube
 
         write_synthetic_training_cube(
             output / "synthetic", seed=config.seed, size=config.synthetic_size,

@@ -1,8 +1,8 @@
-"""Helpers for testing code that uses xterrafm (and xterrafm's own tests).
+"""A loopback HTTP server for reader tests and benchmarks: Range requests, injected failures.
 
-``raise_if_dask_computes`` follows xarray's testing idiom: a scheduler that counts how often
-dask is asked to compute and fails past a limit, so tests can prove that building a graph
-computes nothing.
+It runs in a child process (``python tests/helpers/http_server.py CONFIG``) because GDAL holds
+the GIL while it waits on HTTP, so a reader and its server must not share a process; use
+:func:`serve_http`.
 """
 
 from __future__ import annotations
@@ -16,49 +16,10 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-import dask
-
-__all__ = [
-    "CountingScheduler",
-    "HTTPServerProcess",
-    "RangeHTTPServer",
-    "raise_if_dask_computes",
-    "serve_http",
-]
-
-
-class CountingScheduler:
-    """A synchronous dask scheduler that counts computes and raises past ``max_computes``.
-
-    Parameters
-    ----------
-    max_computes : int
-        Number of ``compute`` calls allowed before ``RuntimeError`` is raised.
-    """
-
-    def __init__(self, max_computes: int = 0) -> None:
-        self.total_computes = 0
-        self.max_computes = max_computes
-
-    def __call__(self, dsk: Mapping, keys: Any, **kwargs: Any) -> Any:
-        self.total_computes += 1
-        if self.total_computes > self.max_computes:
-            raise RuntimeError(
-                f"Too many computes. Total: {self.total_computes} > max: {self.max_computes}."
-            )
-        return dask.get(dsk, keys, **kwargs)
-
-
-def raise_if_dask_computes(max_computes: int = 0) -> Callable:
-    """Context manager: within it, more than ``max_computes`` dask computes raise ``RuntimeError``."""
-    scheduler = CountingScheduler(max_computes)
-    return dask.config.set(scheduler=scheduler)
-
-
-# --- Loopback HTTP server for reader tests and benchmarks (io helper) -----------------------
+__all__ = ["HTTPServerProcess", "RangeHTTPServer", "serve_http"]
 
 
 class _RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
@@ -81,6 +42,12 @@ class _RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
             if any(path.endswith(p) for p in server.fail_paths):
                 server.n_failed += 1
                 return True
+            if server.fail_first:
+                request = (self.command, path, self.headers.get("Range"))
+                server.seen[request] = server.seen.get(request, 0) + 1
+                if server.seen[request] <= server.fail_first:
+                    server.n_failed += 1
+                    return True
             if server.fail_every and self.command == "GET":
                 server.n_get += 1
                 if server.n_get % server.fail_every == 0:
@@ -171,7 +138,11 @@ class RangeHTTPServer(http.server.ThreadingHTTPServer):
     root : path-like
         Directory served at ``/``.
     fail_every : int or None
-        If set, every ``fail_every``-th GET answers ``503`` (a transient failure).
+        If set, every ``fail_every``-th GET answers ``503``.
+    fail_first : int
+        The first ``fail_first`` requests of each distinct (method, path, Range) answer ``503``:
+        a transient failure that a retry of the same request overcomes, whatever other threads
+        request meanwhile. HEAD requests fail too, which GDAL caches.
     fail_paths : iterable of str
         URL paths (suffix match) that always answer ``503`` (a permanent failure).
 
@@ -190,11 +161,14 @@ class RangeHTTPServer(http.server.ThreadingHTTPServer):
         root: str | os.PathLike,
         *,
         fail_every: int | None = None,
+        fail_first: int = 0,
         fail_paths: Iterable[str] = (),
     ) -> None:
         handler = functools.partial(_RangeRequestHandler, directory=os.fspath(root))
         super().__init__(("127.0.0.1", 0), handler)
         self.fail_every = fail_every
+        self.fail_first = int(fail_first)
+        self.seen: dict[tuple, int] = {}
         self.fail_paths = tuple(fail_paths)
         self.lock = threading.Lock()
         self.n_requests = self.n_get = self.n_failed = 0
@@ -229,9 +203,8 @@ class RangeHTTPServer(http.server.ThreadingHTTPServer):
 def _serve_main() -> None:
     """Child-process entry of :func:`serve_http`: config as JSON in argv[1], prints the URL."""
     cfg = json.loads(sys.argv[1])
-    srv = RangeHTTPServer(
-        cfg["root"], fail_every=cfg.get("fail_every"), fail_paths=cfg.get("fail_paths", ())
-    )
+    srv = RangeHTTPServer(cfg["root"], fail_every=cfg.get("fail_every"),
+                          fail_first=cfg.get("fail_first", 0), fail_paths=cfg.get("fail_paths", ()))
     print(srv.url, flush=True)
     srv.serve_forever()
 
@@ -269,6 +242,7 @@ def serve_http(
     root: str | os.PathLike,
     *,
     fail_every: int | None = None,
+    fail_first: int = 0,
     fail_paths: Iterable[str] = (),
 ) -> Iterator[HTTPServerProcess]:
     """Serve ``root`` over HTTP on 127.0.0.1 from a child process, with Range requests.
@@ -278,7 +252,10 @@ def serve_http(
     root : path-like
         Directory to serve.
     fail_every : int or None
-        Every ``fail_every``-th GET answers ``503`` (transient failures).
+        Every ``fail_every``-th GET answers ``503``.
+    fail_first : int
+        The first ``fail_first`` requests of each distinct request answer ``503`` (transient
+        failures; see :class:`RangeHTTPServer`).
     fail_paths : iterable of str
         URL path suffixes that always answer ``503`` (permanent failures).
 
@@ -287,10 +264,10 @@ def serve_http(
     HTTPServerProcess
         With ``.url`` and ``.stats()``; the process is stopped on exit.
     """
-    cfg = {"root": os.fspath(root), "fail_every": fail_every, "fail_paths": list(fail_paths)}
+    cfg = {"root": os.fspath(root), "fail_every": fail_every, "fail_first": fail_first,
+           "fail_paths": list(fail_paths)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from xterrafm.testing import _serve_main; _serve_main()",
-         json.dumps(cfg)],
+        [sys.executable, os.path.abspath(__file__), json.dumps(cfg)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -308,3 +285,7 @@ def serve_http(
         else:
             proc.kill()
             proc.wait()
+
+
+if __name__ == "__main__":
+    _serve_main()

@@ -19,8 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from numpy.typing import ArrayLike
+from xterrafm._imports import import_gate
+
+with import_gate():
+    import numpy as np
+    from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:
     import torch
@@ -53,7 +56,8 @@ class KNNScores:
 
 
 def _as_float_tensor(a: ArrayLike, name: str) -> torch.Tensor:
-    import torch
+    with import_gate():
+        import torch
 
     t = a.detach().cpu() if isinstance(a, torch.Tensor) else torch.from_numpy(np.asarray(a))
     t = t.to(torch.float32)
@@ -111,8 +115,9 @@ def knn_scores(
     -------
     KNNScores
     """
-    import torch
-    import torch.nn.functional as F
+    with import_gate():
+        import torch
+        import torch.nn.functional as F
 
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")

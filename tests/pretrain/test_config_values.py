@@ -1,0 +1,42 @@
+"""``python -m xterrafm.pretrain`` refuses values that cannot train, before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from xterrafm.errors import EXIT_USAGE, UsageError
+from xterrafm.pretrain.__main__ import main
+from xterrafm.pretrain.config import load_config
+
+
+@pytest.mark.parametrize(("override", "expect"), [
+    ("--base_lr=-1", "'base_lr' = -1.0: must be > 0"),
+    ("--global_crop_size=90", "'global_crop_size' = 90: must be a multiple of the 16 px"),
+    ("--center_momentum=1.5", "'center_momentum' = 1.5: must be in [0, 1)"),
+    ("--teacher_temp=0", "'teacher_temp' = 0.0: must be > 0"),
+    ("--max_steps=-1", "max_steps"),
+    ("--max_steps=0", "'max_steps' = 0: must be >= 1"),
+    ("--global_crop_scale=0.5,0.2", "'global_crop_scale'"),
+    ("--min_lr=1", "must not exceed base_lr"),
+])
+def test_bad_values_exit_2_naming_the_key_before_training(tmp_path, capsys, override, expect):
+    out = tmp_path / "run"
+    assert main(["--output", str(out), override]) == EXIT_USAGE
+    assert expect in capsys.readouterr().err
+    assert not out.exists()  # nothing generated, nothing trained, nothing exported
+
+
+def test_max_steps_option_must_be_positive(tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as info:
+        main(["--output", str(out), "--max-steps", "-1"])
+    assert info.value.code == EXIT_USAGE
+    assert "--max-steps" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_shipped_configs_pass_and_api_refuses_the_same_values():
+    for name in ("tiny", "vitb"):
+        load_config(name)
+    with pytest.raises(UsageError, match="teacher_temp"):
+        load_config("tiny", {"teacher_temp": 0})
