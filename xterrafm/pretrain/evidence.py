@@ -246,14 +246,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workdir", default=None, help="run folders (default: beside --json)")
     parser.add_argument("--steps", type=int, default=None, help="pretraining steps per seed")
+    parser.add_argument("--train-size", type=int, default=1024,
+                        help="side (px) of each seed's training scene")
+    parser.add_argument("--probe-size", type=int, default=1536,
+                        help="side (px) of each held-out scene (probe fit and scored)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     args = parser.parse_args(argv)
+    for name in ("steps", "train_size", "probe_size", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.json)
     workdir = Path(args.workdir) if args.workdir else out.with_suffix("").with_name(
         out.stem + "-runs")
-    doc = run_evidence(args.seeds, workdir, steps=args.steps)
+    doc = run_evidence(args.seeds, workdir, steps=args.steps, train_size=args.train_size,
+                       probe_size=args.probe_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1))
     for p in PROBES:
