@@ -77,7 +77,8 @@ def _score(train_f, fit_y, test_f, test_y) -> tuple[dict, dict]:
 
 def run_seed(seed: int, workdir: str | os.PathLike, *, steps: int | None = None,
              train_size: int = 1024, probe_size: int = 1536,
-             scenes: dict[str, int] = SCENES, overrides: dict | None = None) -> dict:
+             scenes: dict[str, int] = SCENES, overrides: dict | None = None,
+             n_boot: int = 1000) -> dict:
     """Pretrain one seed and score it against random init and the no-model baselines.
 
     Parameters
@@ -94,6 +95,8 @@ def run_seed(seed: int, workdir: str | os.PathLike, *, steps: int | None = None,
         Scene seed bases (``train``, ``fit``, ``test``).
     overrides : dict, optional
         Further config overrides (ablations).
+    n_boot : int
+        Region-bootstrap resamples of each interval.
 
     Returns
     -------
@@ -161,7 +164,7 @@ def run_seed(seed: int, workdir: str | os.PathLike, *, steps: int | None = None,
             margins[p][m] = {"vs": rival, "value": scores["pretrained"][p][m] - scores[rival][p][m]}
             ci = bootstrap_interval(test.labels, test.groups,
                                     {"pretrained": preds["pretrained"][p], rival: preds[rival][p]},
-                                    metric=m, reference=rival, seed=seed)
+                                    metric=m, reference=rival, n_boot=n_boot, seed=seed)
             intervals[p][m] = {"pretrained": ci["pretrained"], rival: ci[rival],
                                "margin": ci[f"pretrained-{rival}"]}
     record["margin"] = margins
@@ -228,7 +231,8 @@ def run_evidence(seeds: Sequence[int] = (0, 1, 2), workdir: str | os.PathLike = 
         "protocol": {"recipe": recipe, "modalities": list(MODALITIES), "window_px": 32,
                      "min_purity": 0.75, "probes": list(PROBES), "metrics": list(METRICS),
                      "scenes": SCENES, "selection_scenes": SELECTION_SCENES,
-                     "baselines": list(BASELINES)},
+                     "baselines": list(BASELINES),
+                     "bootstrap_resamples": kwargs.get("n_boot", 1000)},
         "machine": machine,
         "seeds": records,
         "summary": summary,
@@ -250,9 +254,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="side (px) of each seed's training scene")
     parser.add_argument("--probe-size", type=int, default=1536,
                         help="side (px) of each held-out scene (probe fit and scored)")
+    parser.add_argument("--bootstrap", type=int, default=1000,
+                        help="region-bootstrap resamples of each interval")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     args = parser.parse_args(argv)
-    for name in ("steps", "train_size", "probe_size", "threads"):
+    for name in ("steps", "train_size", "probe_size", "bootstrap", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
@@ -262,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(args.workdir) if args.workdir else out.with_suffix("").with_name(
         out.stem + "-runs")
     doc = run_evidence(args.seeds, workdir, steps=args.steps, train_size=args.train_size,
-                       probe_size=args.probe_size)
+                       probe_size=args.probe_size, n_boot=args.bootstrap)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1))
     for p in PROBES:
