@@ -1,9 +1,9 @@
 """Pretraining evidence on structured land cover that a window's spectrum cannot solve.
 
-A shortened run of the protocol of ``python -m xterrafm.pretrain.evidence`` (docs/pretraining.md,
+Seed 0 of the protocol of ``python -m xterrafm.pretrain.evidence`` (docs/pretraining.md,
 "Evidence"): the shipped ``tiny`` recipe (chosen on selection scenes this test never scores),
-100 steps on a 512 px structured scene, then kNN and linear probes fitted on one held-out
-1024 px scene and scored on another. The rival of the pretrained encoder is the best of its own
+300 steps on a 1024 px structured scene, then kNN and linear probes fitted on one held-out
+1536 px scene and scored on another. The rival of the pretrained encoder is the best of its own
 random initialisation and the no-model baselines (mean, median, quantiles, mean and standard
 deviation of every band over the window), the best picked on the scored scene itself.
 """
@@ -16,7 +16,9 @@ import pytest
 import torch
 
 #: Margin (accuracy) the pretrained encoder keeps over its strongest rival, per probe. Measured
-#: margins of this shortened run: SHORT_RUN_MARGINS.
+#: margins of the full protocol, seeds 0 / 1 / 2: kNN +0.142 / +0.088 / +0.064, linear +0.146 /
+#: +0.111 / +0.126. A shorter run (100 steps, 512 px) was too fragile: seeds 0 / 1 kept +0.06 or
+#: more, seed 2 only +0.027 (kNN) and +0.003 (linear).
 MARGIN = 0.03
 
 
@@ -29,12 +31,12 @@ def two_threads():
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)  # about a minute on an idle 2-core CPU; 300 s was hit on a loaded one
+@pytest.mark.timeout(1200)  # a few minutes on an idle 2-core CPU; more on a loaded one
 def test_pretrained_encoder_beats_random_init_and_every_spectrum_baseline(tmp_path, two_threads):
     from xterrafm.pretrain.evidence import run_seed
 
-    r = run_seed(0, tmp_path, steps=100, train_size=512, probe_size=1024)
-    assert r["steps"] == 100 and min(r["n_windows"].values()) > 400
+    r = run_seed(0, tmp_path)
+    assert r["steps"] == 300 and min(r["n_windows"].values()) > 1000
     baselines = r["baselines"]
     assert set(baselines) == {"mean", "median", "quantiles", "mean_std"}
     for probe in ("knn", "linear"):
