@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from xterrafm.data import TileDataset, open_training_cube
+from xterrafm.data import TileDataset
+from xterrafm.io import open_training_cube
 from xterrafm.normalization import normalize
 from xterrafm.pretrain import build_dataset, load_config, train
 

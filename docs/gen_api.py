@@ -13,10 +13,10 @@ from pathlib import Path
 
 #: Public modules, in the order the page lists them.
 MODULES = (
-    "xterrafm", "xterrafm.embedding", "xterrafm.store", "xterrafm.io", "xterrafm.errors",
+    "xterrafm", "xterrafm.embedding", "xterrafm.store", "xterrafm.export", "xterrafm.io", "xterrafm.errors",
     "xterrafm.weights", "xterrafm.hub", "xterrafm.normalization", "xterrafm.bands",
     "xterrafm.models", "xterrafm.datasets", "xterrafm.data", "xterrafm.pretrain",
-    "xterrafm.eval", "xterrafm.tilestats", "xterrafm.pca", "xterrafm.analysis",
+    "xterrafm.eval", "xterrafm.tilestats", "xterrafm.worldcover", "xterrafm.pca", "xterrafm.analysis",
 )
 PAGE = Path(__file__).with_name("api.md")
 

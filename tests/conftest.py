@@ -54,6 +54,7 @@ REQUIREMENTS: dict[str, Callable[[], str | None]] = {
     "requires_gateway": _has_modules("dask_gateway", "dask_gateway_server"),
     "requires_network_loopback": _loopback,
     "requires_h5py": _has_modules("h5py"),
+    "requires_export": _has_modules("pyarrow", "geopandas"),
     "requires_nbclient": _has_modules("nbclient", "nbformat", "ipykernel"),
     "requires_matplotlib": _has_modules("matplotlib"),
     "requires_cuda": _cuda,

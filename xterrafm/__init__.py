@@ -22,12 +22,14 @@ _EXPORTS = {
     "embed": "xterrafm.embedding.api",
     "embed_to_zarr": "xterrafm.store.write",
     "store_status": "xterrafm.store.status",
+    "open_embeddings": "xterrafm.store.read",
+    "export_store": "xterrafm.export.run",
     "EmbedSettings": "xterrafm.embedding.settings",
     "XterrafmError": "xterrafm.errors",
 }
 _SUBMODULES = ("accessor", "analysis", "bands", "batch", "cli", "data", "datasets", "embedding",
-               "errors", "eval", "io", "models", "normalization", "pca", "pretrain", "store",
-               "tilestats", "weights")
+               "errors", "eval", "export", "io", "models", "normalization", "pca", "pretrain",
+               "store", "tilestats", "weights")
 
 __all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
 

@@ -84,7 +84,7 @@ exit codes:
 RESUME_NOTE = "finished blocks are kept, run the same command again to resume"
 
 #: Subcommands mounted from other modules: name -> module with ``add_<name>_subparser``.
-OPTIONAL_SUBCOMMANDS = {"eval": "xterrafm.eval.cli", "validate": "xterrafm.eval.validate_cli"}
+OPTIONAL_SUBCOMMANDS = {"eval": "xterrafm.eval.cli", "validate": "xterrafm.eval.validate_cli", "export": "xterrafm.export.cli"}
 
 log = logging.getLogger("xterrafm")
 
@@ -99,14 +99,19 @@ SOURCE is one of:
 Without SOURCE, a deterministic synthetic Sentinel-2 L2A scene is generated next to the
 output (in <out folder>/synthetic-scene-<size>px) and embedded: a smoke test that needs no data.
 
-Results: the store holds a (time, embedding, y, x) float32 array geo-referenced in the
-input CRS. An area spanning several CRSs (UTM zones) is written as one Zarr group per
+Results: the store holds a (time, embedding, y, x) array (--dtype float32, float16 or int8
+with a per-cell scale) geo-referenced in the input CRS, with the geo-embeddings convention
+attrs and a STAC Item (STORE/stac-item.json); Zarr v2 by default, which GDAL reads
+(rasterio.open('ZARR:"STORE":/embeddings')). Read it with xterrafm.store.open_embeddings;
+export it with 'xterrafm export STORE --format cog|geoparquet --out DIR'. An area spanning several CRSs (UTM zones) is written as one Zarr group per
 CRS inside STORE, named EPSG_<code> (see docs/batch.md). A PNG preview of the first three
 principal components is written next to the store (<store stem>_preview.png).
 
 Resuming: a rerun into an existing store skips finished blocks when the store was written
-with the same settings (model, weights, modality, normalisation, level, tile, stride);
-otherwise it stops with exit code 3. --overwrite starts again.
+with the same settings (model, weights, modality, normalisation, level, tile, stride,
+dtype); otherwise it stops with exit code 3. A rerun writes the store's own chunk grid
+whatever --chunk says, and rewrites blocks whose chunks are missing or torn (reported as
+"damaged blocks found"). --overwrite starts again.
 """
 
 EMBED_EXAMPLES = """\
@@ -150,6 +155,15 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     out.add_argument("--overwrite", action="store_true",
                      help="delete an existing store and start again (default: resume into it)")
     out.add_argument("--no-preview", action="store_true", help="do not write the PCA preview PNG")
+    out.add_argument("--dtype", choices=("float32", "float16", "int8"), default="float32",
+                     help="data type of the stored embeddings; int8 keeps one float32 scale "
+                     "per cell and is decoded by xterrafm.store.open_embeddings "
+                     "(default: float32)")
+    out.add_argument("--verify", choices=("size", "checksum"), default="size",
+                     help="how a resume checks the chunks of blocks marked done: their sizes, "
+                     "or also their CRC-32 (reads the store once) (default: size)")
+    out.add_argument("--zarr-format", type=int, choices=(2, 3), default=2,
+                     help="Zarr format of a new store; 2 is readable by GDAL (default: 2)")
     out.add_argument("--wave-size", type=positive_int, default=None, metavar="BLOCKS",
                      help="output blocks submitted per wave (bounds the task graph); default: "
                      "4 x threads, at least 8")
@@ -247,7 +261,8 @@ def embed_job_from_args(args: argparse.Namespace):  # -> EmbedJob
                                worker_cores=args.worker_cores, worker_memory=args.worker_memory,
                                gpu=args.gpu),
         progress=not (args.no_progress or args.quiet),
-        stop_check=getattr(getattr(args, "stop_requests", None), "check", None), fuse=fuse)
+        stop_check=getattr(getattr(args, "stop_requests", None), "check", None),
+        dtype=args.dtype, verify=args.verify, zarr_format=args.zarr_format, fuse=fuse)
 
 
 def _check_size(flag: str, value: str) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "ClusterError",
     "EmbedJobError",
     "InputError",
+    "ModelOutputError",
     "RandomWeightsWarning",
     "NoFusionWeightsError",
     "NotAStoreError",
@@ -116,6 +117,11 @@ class ClusterError(XterrafmError, RuntimeError):
 
 class WorkersLostError(XterrafmError, RuntimeError):
     """The cluster lost all its workers during a job and none came back in time."""
+
+
+class ModelOutputError(XterrafmError, RuntimeError):
+    """The model returned NaN or infinite values for windows whose inputs were valid (corrupted
+    weights, an overflow in reduced precision); the message names the windows."""
 
 
 class EmbedJobError(XterrafmError, RuntimeError):

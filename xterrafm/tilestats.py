@@ -13,16 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from xterrafm._imports import import_gate
-from xterrafm.datasets.signatures import WORLDCOVER_CLASSES
+from xterrafm.worldcover import WORLDCOVER_CLASSES
 
 with import_gate():
     import numpy as np
     from numba import njit
 
-__all__ = ["WORLDCOVER_VALUES", "class_histogram", "n_tiles", "valid_fraction"]
-
-#: ESA WorldCover class values, in histogram order.
-WORLDCOVER_VALUES: tuple[int, ...] = tuple(sorted(WORLDCOVER_CLASSES))
+__all__ = ["class_histogram", "n_tiles", "valid_fraction"]
 
 
 def n_tiles(size: int, tile: int) -> int:
@@ -235,7 +232,7 @@ def class_histogram(
     classes: Any,
     tile: int = 224,
     *,
-    values: Sequence[int] = WORLDCOVER_VALUES,
+    values: Sequence[int] = tuple(WORLDCOVER_CLASSES),
     rechunk: bool = False,
 ) -> Any:
     """Per-tile pixel counts of each land-cover class.

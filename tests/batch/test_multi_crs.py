@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pystac
+import pytest
 import xarray as xr
 import zarr
 from pystac.utils import make_absolute_href
@@ -15,6 +16,8 @@ from pystac.utils import make_absolute_href
 from xterrafm.batch.job import CRS_GROUPS_ATTR
 from xterrafm.cli import EXIT_OK, main
 from xterrafm.datasets import make_synthetic_scene
+from xterrafm.errors import NotAStoreError
+from xterrafm.store import open_embeddings
 
 
 def _items_with_absolute_hrefs(collection_file: Path) -> list[dict]:
@@ -63,6 +66,19 @@ def test_two_utm_zones_give_two_groups_and_a_rerun_resumes(tmp_path: Path, capsy
         valid = np.isfinite(emb.values).all(axis=1)  # the scene's nodata wedge may empty one
         assert valid.sum() >= valid.size - 1
         assert (out.parent / f"emb_{group}_preview.png").exists()
+    # the root describes its groups in the geo-embeddings convention, in the groups' format
+    assert root.metadata.zarr_format == 2
+    assert root.attrs["geoemb:spatial_layout"] == "crs_groups"
+    assert root.attrs["geoemb:dimensions"] == 32 and root.attrs["geoemb:type"] == "chip"
+    # one STAC Item per group next to the store, linking to the items it was read from
+    for group in ("EPSG_32632", "EPSG_32633"):
+        item = pystac.Item.from_file(str(out.parent / f"emb_{group}.stac-item.json"))
+        assert Path(item.assets["embeddings"].get_absolute_href()) == out / group
+        sources = [link.href for link in item.links if link.rel == "emb:source-data"]
+        assert sources and all(h.endswith("two_zones.json") for h in sources)
+    with pytest.raises(NotAStoreError, match="EPSG_32633"):
+        open_embeddings(out)
+    assert open_embeddings(out, group="EPSG_32633").rio.crs.to_epsg() == 32633
     first = _figures(capsys.readouterr().out)
     assert first["windows embedded"] + first["skipped as empty"] == 4 + 6
 

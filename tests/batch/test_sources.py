@@ -13,9 +13,9 @@ from xterrafm.batch.sources import (
     SourceError,
     classify_sources,
     crs_group_name,
-    group_items_by_crs,
     modality_from_collection,
 )
+from xterrafm.io.stac_calibration import group_items_by_crs
 
 
 def _item(name: str, epsg: int | None, lon: float, when: datetime) -> pystac.Item:

@@ -17,11 +17,11 @@ from xterrafm.bands import S1, S2_L2A
 from xterrafm.datasets import (
     PROCESSING_BASELINE,
     S2_DN_OFFSET,
-    WORLDCOVER_CLASSES,
     SyntheticScene,
     make_synthetic_scene,
 )
 from xterrafm.datasets.signatures import SCL_OF_CLASS
+from xterrafm.worldcover import WORLDCOVER_CLASSES
 
 IC_KEYS = {"s2_l2a", "s2_l2a_earthsearch", "s2_l1c", "s1", "landcover"}
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pystac
 import xarray as xr
 
 from xterrafm.cli import EXIT_OK, EXIT_USAGE, main
@@ -20,6 +23,10 @@ def test_fused_store_from_two_stac_sources(synthetic_scene, tiny_weights, tmp_pa
     emb = xr.open_zarr(out, decode_coords="all")["embeddings"]
     assert emb.attrs["modality"] == "s2_l2a+s1" and emb.attrs["pair_tolerance"] == "6D"
     assert emb.shape == (2, 32, 7, 7) and "" not in emb.attrs["paired_time_s1"]
+    item = pystac.Item.from_file(str(tmp_path / "fused.stac-item.json"))
+    assert item.properties["emb:runtime_parameters"]["modality"] == "s2_l2a+s1"
+    linked = {Path(link.href).name for link in item.links if link.rel == "emb:source-data"}
+    assert {"s2_l2a.json", "s1.json"} <= linked  # the sources of both modalities
     alone = tmp_path / "s2.zarr"
     assert main(["embed", s2, "--modality", "s2_l2a", "--weights", tiny_weights, "--out",
                  str(alone), *TINY]) == EXIT_OK

@@ -10,7 +10,10 @@ import xarray as xr
 
 from tests.helpers.counting import raise_if_dask_computes
 from xterrafm.datasets import SyntheticScene
-from xterrafm.tilestats import WORLDCOVER_VALUES, class_histogram, n_tiles, valid_fraction
+from xterrafm.tilestats import class_histogram, n_tiles, valid_fraction
+from xterrafm.worldcover import WORLDCOVER_CLASSES
+
+WORLDCOVER_VALUES = tuple(WORLDCOVER_CLASSES)
 
 
 def _ref_valid_fraction(valid: np.ndarray, tile: int) -> np.ndarray:

@@ -117,9 +117,9 @@ def attach_fused(cubes: dict[str, Any], inputs: SourceSelection, fuse: FuseSelec
     spec = classify_sources(fuse.sources)
     sel = replace(inputs, sources=fuse.sources, collection=fuse.collection,
                   modality=fuse.modality)
-    items = None
+    items, origins = None, {}
     if spec.kind in ("stac-api", "stac-static"):
-        items = _stac_items(sel, spec.hrefs[0], spec.kind)
+        items, origins = _stac_items(sel, spec.hrefs[0], spec.kind)
         if not items:
             raise SourceError(f"--fuse-with {spec.hrefs[0]} selects no items")
     else:
@@ -134,6 +134,7 @@ def attach_fused(cubes: dict[str, Any], inputs: SourceSelection, fuse: FuseSelec
             chunks = _read_chunks(inputs.chunk) or {"y": cube.data.chunksize[2],
                                                     "x": cube.data.chunksize[3]}
             other = load_stac(items, modality=fuse.modality, like=cube, chunks=chunks)
+            other.attrs["source_hrefs"] = sorted({origins[it.id] for it in items})
         else:
             other = others.get(crs)
             if other is None:

@@ -75,6 +75,12 @@ class EmbedJob:
     stop_check : callable, optional
         Called after every wave; raises to stop the job (the CLI passes
         :meth:`xterrafm.batch.interrupts.StopRequests.check`).
+    dtype : {"float32", "float16", "int8"}
+        Data type of the stored embeddings (:mod:`xterrafm.store.encoding`).
+    verify : {"size", "checksum"}
+        How a resume checks the chunks of blocks marked done (:mod:`xterrafm.store.markers`).
+    zarr_format : int
+        Zarr format of new stores (2: readable by GDAL; or 3).
     fuse : FuseSelection, optional
         A second modality fused with the first
         (:mod:`xterrafm.batch.fused_sources`, ``--fuse-with``).
@@ -91,6 +97,9 @@ class EmbedJob:
     gateway: GatewayOptions = field(default_factory=GatewayOptions)
     progress: bool = True
     stop_check: Callable[[], None] | None = None
+    dtype: str = "float32"
+    verify: str = "size"
+    zarr_format: int = 2
     fuse: Any = None
 
 
@@ -104,7 +113,7 @@ def store_paths(out: Path, crs_keys: list[str]) -> dict[str, tuple[str, str | No
     return {crs: (str(Path(out) / crs_group_name(crs)), crs_group_name(crs)) for crs in crs_keys}
 
 
-def _prepare_root(out: Path, groups: list[str], overwrite: bool) -> None:
+def _prepare_root(out: Path, groups: list[str], overwrite: bool, zarr_format: int) -> None:
     """Create the root group of a multi-CRS store (or check an existing one)."""
     with import_gate():
         import zarr
@@ -117,18 +126,33 @@ def _prepare_root(out: Path, groups: list[str], overwrite: bool) -> None:
         raise StoreMismatchError(
             f"{out} holds a single-CRS embedding store, but this job spans {len(groups)} CRSs "
             f"({', '.join(groups)}); use another --out or --overwrite")
-    root = zarr.open_group(str(out), mode="a")
+    if out.exists() and any(out.iterdir()):
+        root = zarr.open_group(str(out), mode="a")
+    else:
+        root = zarr.open_group(str(out), mode="a", zarr_format=zarr_format)
     known = list(root.attrs.get(CRS_GROUPS_ATTR, []))
     root.attrs[CRS_GROUPS_ATTR] = sorted(set(known) | set(groups))
 
 
-def _consolidate_root(out: Path) -> None:
-    """Consolidate the metadata of a multi-CRS store's whole hierarchy into its root, so that
-    ``xr.open_zarr(STORE, group=...)`` finds it there (it looks in the root, not the group)
-    instead of falling back to listing with a warning. Run after each group's template."""
+def _consolidate_root(out: Path, group: str) -> None:
+    """Give a multi-CRS store's root the geo-embeddings attrs of its groups (with
+    ``geoemb:spatial_layout``), then consolidate the metadata of its whole hierarchy into the
+    root, so that ``xr.open_zarr(STORE, group=...)`` finds it there (it looks in the root, not
+    the group) instead of falling back to listing with a warning. Run after each group."""
     with import_gate():
         import zarr
 
+    from xterrafm.store.conventions import GEOEMB_CONVENTION, MULTI_CRS_LAYOUT
+
+    try:
+        sub = dict(zarr.open_group(str(out / group), mode="r").attrs)
+        shared = {k: v for k, v in sub.items() if k.startswith("geoemb:")}
+        if shared:
+            root = zarr.open_group(str(out), mode="r+")
+            root.attrs.update({"zarr_conventions": [GEOEMB_CONVENTION], **shared,
+                               "geoemb:spatial_layout": MULTI_CRS_LAYOUT})
+    except Exception as err:  # noqa: BLE001 - the groups keep their own attrs
+        log.warning("could not describe the groups of %s at its root: %s", out, err)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
@@ -155,8 +179,12 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
         On Ctrl-C, after the cluster was shut down.
     """
     from xterrafm.embedding.api import embed_and_plan
+    from xterrafm.store.conventions import input_sources
     from xterrafm.store.counts import EmbedSummary
-    from xterrafm.store.write import STORE_SALT, default_wave_size, write_plan
+    from xterrafm.store.encoding import StoreEncoding
+    from xterrafm.store.write import STORE_SALT, adopt_store_grid, default_wave_size, write_plan
+
+    StoreEncoding(job.dtype)  # a bad dtype is refused before anything is read
 
     cubes = open_cubes(job.inputs, job.out)
     if job.fuse is not None:  # {crs: {modality: cube, ...}}: fused embeddings
@@ -171,7 +199,8 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
             raise SourceError("an area spanning several CRSs needs a local --out for now "
                               f"({len(targets)} CRSs: {', '.join(targets)})")
         log.info("the area spans %d CRSs: one group per CRS in %s", len(targets), job.out)
-        _prepare_root(job.out, [g for _, g in targets.values() if g], job.overwrite)
+        _prepare_root(job.out, [g for _, g in targets.values() if g], job.overwrite,
+                      job.zarr_format)
     on_wave = None if job.stop_check is None else (lambda _done: job.stop_check())
     with open_cluster(job.cluster, local=job.local, gateway=job.gateway) as running:
         summary.cluster = running.name
@@ -186,11 +215,16 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
             summary.stores.append(result)
             t_store = time.perf_counter()
             try:
-                emb, plan = embed_and_plan(cube, job.settings, client=running.client,
+                overwrite = job.overwrite and group is None
+                # a resume writes the store's own chunks, whatever --chunk says
+                settings = job.settings if overwrite else adopt_store_grid(job.settings, store)
+                emb, plan = embed_and_plan(cube, settings, client=running.client,
                                            salt=STORE_SALT)
                 write_plan(emb, plan, store, summary=result, client=running.client,
-                           overwrite=job.overwrite and group is None, wave_size=wave_size,
-                           on_wave=on_wave, progress=job.progress)
+                           overwrite=overwrite, wave_size=wave_size, on_wave=on_wave,
+                           progress=job.progress, zarr_format=job.zarr_format,
+                           dtype=job.dtype, verify=job.verify,
+                           sources=input_sources(cube))
             except (KeyboardInterrupt, SystemExit, UsageError, StoreError, WeightsError):
                 raise  # refused before any block ran: the caller reports it as it is
             except Exception as err:
@@ -203,7 +237,7 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
             finally:
                 result.seconds = time.perf_counter() - t_store
                 if group is not None:
-                    _consolidate_root(job.out)
+                    _consolidate_root(job.out, group)
         summary.peak_worker_rss_mib = _peak_rss_mib(running.client)
     if job.preview and "://" not in str(job.out):
         _write_previews(job.out, summary, targets)

@@ -26,7 +26,6 @@ from typing import Any
 
 from xterrafm._imports import import_gate
 from xterrafm.errors import SourceError
-from xterrafm.io.stac_calibration import group_items_by_crs, item_crs
 
 __all__ = [
     "SourceError",
@@ -34,15 +33,12 @@ __all__ = [
     "SourceSpec",
     "classify_sources",
     "crs_group_name",
-    "group_items_by_crs",
-    "item_crs",
     "modality_from_collection",
     "open_cubes",
     "synthetic_scene_for",
 ]
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -172,8 +168,9 @@ def _read_chunks(chunk: int | None) -> dict[str, int] | None:
     return {"y": chunk, "x": chunk} if chunk else None
 
 
-def _stac_items(sel: SourceSelection, href: str, kind: str) -> list[Any]:
-    """Items of a STAC SOURCE, filtered, with absolute asset hrefs (so groups can be re-loaded)."""
+def _stac_items(sel: SourceSelection, href: str, kind: str) -> tuple[list[Any], dict[str, str]]:
+    """Items of a STAC SOURCE, filtered, with absolute asset hrefs (so groups can be re-loaded),
+    and where each came from (its own href, else the file or URL holding it) by item id."""
     with import_gate():
         from pystac.utils import make_absolute_href
 
@@ -190,13 +187,14 @@ def _stac_items(sel: SourceSelection, href: str, kind: str) -> list[Any]:
     if sel.collection is None and len(collections) > 1:
         raise SourceError(f"{href} holds several collections {collections}; choose one with "
                           "--collection")
-    items = []
+    items, origins = [], {}
     for item, base in pairs:
+        origins[item.id] = item.get_self_href() or base or href
         item = item.clone()
         for asset in item.assets.values():
             asset.href = make_absolute_href(asset.href, base) if base else asset.href
         items.append(item)
-    return items
+    return items, origins
 
 
 def open_cubes(sel: SourceSelection, out: Path) -> dict[str, Any]:
@@ -212,7 +210,8 @@ def open_cubes(sel: SourceSelection, out: Path) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``{"EPSG:32632": DataArray, ...}``: dask-backed ``(time, band, y, x)`` cubes.
+        ``{"EPSG:32632": DataArray, ...}``: dask-backed ``(time, band, y, x)`` cubes, each with
+        ``attrs["source_hrefs"]``: the items (or files) it was read from.
 
     Raises
     ------
@@ -221,6 +220,7 @@ def open_cubes(sel: SourceSelection, out: Path) -> dict[str, Any]:
     """
     from xterrafm.io.geotiff import open_geotiff
     from xterrafm.io.stac import load_stac
+    from xterrafm.io.stac_calibration import group_items_by_crs
     from xterrafm.io.zarr_store import open_zarr_cube
 
     chunks = _read_chunks(sel.chunk)
@@ -232,26 +232,28 @@ def open_cubes(sel: SourceSelection, out: Path) -> dict[str, Any]:
     spec = classify_sources(sources)
     cubes: dict[str, Any] = {}
     if spec.kind in ("stac-api", "stac-static"):
-        items = _stac_items(sel, spec.hrefs[0], spec.kind)
+        items, origins = _stac_items(sel, spec.hrefs[0], spec.kind)
         modality = sel.modality or modality_from_collection(
             sel.collection or items[0].collection_id)
         if modality is None:
             raise SourceError(f"cannot tell the modality of collection "
                               f"{items[0].collection_id!r}; pass --modality")
         for crs, group in group_items_by_crs(items).items():
-            cube = load_stac(group, modality=modality, bbox=sel.bbox, crs=crs,
-                                 chunks=chunks)
+            cube = load_stac(group, modality=modality, bbox=sel.bbox, crs=crs, chunks=chunks)
+            cube.attrs["source_hrefs"] = sorted({origins[it.id] for it in group})
             cubes[_crs_key(cube) if crs is None else str(crs)] = cube
     elif spec.kind == "geotiff":
         if sel.modality is None:
             raise SourceError("GeoTIFF SOURCE needs --modality (s1, s2_l1c or s2_l2a)")
         cube = open_geotiff(_geotiff_paths(spec.hrefs, sel.modality), sel.modality,
                                 chunks=chunks)
+        cube.attrs["source_hrefs"] = list(spec.hrefs)
         cubes[_crs_key(cube)] = cube
     else:
         cube = open_zarr_cube(spec.hrefs[0], chunks=chunks or "auto")
         if sel.modality is not None:
             cube.attrs["modality"] = sel.modality
+        cube.attrs["source_hrefs"] = [spec.hrefs[0]]
         cubes[_crs_key(cube)] = cube
     return cubes
 

@@ -48,6 +48,11 @@ class JobSummary:
         return sum((s.counts.found for s in self.stores), Tally())
 
     @property
+    def repaired(self) -> int:
+        """Blocks found marked done with missing or torn chunks (queued again), all stores."""
+        return sum(s.counts.repaired for s in self.stores)
+
+    @property
     def cells_failed(self) -> int:
         """Cells neither found complete nor written by this run."""
         return sum(s.counts.cells_failed for s in self.stores)
@@ -62,7 +67,8 @@ class JobSummary:
         return {
             "out": self.out, "level": self.level, "cluster": self.cluster,
             "embedded": self.written.embedded, "skipped_empty": self.written.empty,
-            "already_done": self.found.cells, "failed": self.cells_failed,
+            "already_done": self.found.cells, "repaired_blocks": self.repaired,
+            "failed": self.cells_failed,
             "wall_s": round(self.wall_s, 3), "cells_per_s": round(self.cells_per_s, 3),
             "peak_worker_rss_mib": self.peak_worker_rss_mib,
             "stores": [s.to_dict() for s in self.stores],
@@ -75,6 +81,7 @@ class JobSummary:
             (f"{unit} embedded", f"{self.written.embedded}"),
             ("skipped as empty", f"{self.written.empty}"),
             ("already done (resumed)", f"{self.found.cells}"),
+            ("damaged blocks found", f"{self.repaired}"),
             ("failed / not done", f"{self.cells_failed}"),
             ("wall time", f"{self.wall_s:.1f} s"),
             (f"{unit}/s", f"{self.cells_per_s:.2f}"),
@@ -88,6 +95,6 @@ class JobSummary:
             c = s.counts
             lines.append(
                 f"  store {where}: {s.crs}, {c.cells_total} {unit}, {c.written.blocks} blocks "
-                f"written, {c.found.blocks} resumed, {s.waves} waves"
+                f"written, {c.found.blocks} resumed, {c.repaired} found damaged, {s.waves} waves"
                 + (f", preview {s.preview}" if s.preview else ""))
         return "\n".join(lines)

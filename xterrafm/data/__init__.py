@@ -5,7 +5,6 @@ from __future__ import annotations
 from xterrafm._lazy import lazy_exports
 
 _EXPORTS = {
-    "LANDCOVER_CLASSES": "stats",
     "MultiCropConfig": "views",
     "ShardPlan": "sharding",
     "TileDataset": "dataset",
@@ -21,7 +20,6 @@ _EXPORTS = {
     "consumed_per_worker": "sharding",
     "make_tile_grid": "tiles",
     "make_views": "views",
-    "open_training_cube": "cube",
     "plan_shard": "sharding",
     "random_resized_box": "views",
     "sampled_class_frequencies": "sampling",

@@ -16,10 +16,8 @@ already opened ``xr.Dataset`` (e.g. dask-backed, from STAC), and reads pixel win
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from xterrafm._imports import import_gate
 from xterrafm.bands import MODALITIES, get_modality
@@ -28,44 +26,9 @@ with import_gate():
     import numpy as np
     import xarray as xr
 
-__all__ = ["TrainingCube", "open_training_cube", "LANDCOVER_VAR"]
+__all__ = ["TrainingCube", "LANDCOVER_VAR"]
 
 LANDCOVER_VAR = "landcover"
-
-
-def open_training_cube(source: str | os.PathLike | xr.Dataset | object) -> xr.Dataset:
-    """Open a training cube lazily.
-
-    Parameters
-    ----------
-    source : path, zarr store or xr.Dataset
-        A Zarr directory written by ``xterrafm.io`` (opened without dask so that windows read
-        only the chunks they touch), a zarr store object, or a Dataset returned as is.
-    """
-    if isinstance(source, xr.Dataset):
-        return source
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"training cube not found: {path}")
-        if not (path / "zarr.json").exists() and not (path / ".zgroup").exists():
-            raise ValueError(
-                f"{path} is not a Zarr training cube (no zarr.json/.zgroup); build one with "
-                "xterrafm.io from STAC or GeoTIFF sources, or pass an xr.Dataset"
-            )
-        return xr.open_zarr(path, chunks=None, consolidated=_is_consolidated(path))
-    return xr.open_zarr(source, chunks=None, consolidated=False)
-
-
-def _is_consolidated(path: Path) -> bool:
-    """Whether a Zarr directory holds consolidated metadata (v2 ``.zmetadata`` or v3 root)."""
-    if (path / ".zmetadata").exists():
-        return True
-    root = path / "zarr.json"
-    if root.exists():
-        meta = json.loads(root.read_text())
-        return bool(meta.get("consolidated_metadata"))
-    return False
 
 
 def _band_and_time_dims(da: xr.DataArray) -> tuple[str, str | None]:
@@ -101,8 +64,8 @@ class TrainingCube:
     Parameters
     ----------
     source : path, zarr store or xr.Dataset
-        See :func:`open_training_cube`. Paths are re-opened lazily in each process (so the
-        object pickles cheaply into DataLoader workers).
+        See :func:`xterrafm.io.open_training_cube`. Paths are re-opened lazily in each
+        process (so the object pickles cheaply into DataLoader workers).
     modalities : sequence of str, optional
         Restrict to these modalities (default: every modality variable in the cube).
     landcover_var : str
@@ -163,7 +126,9 @@ class TrainingCube:
     def dataset(self) -> xr.Dataset:
         """The opened ``xr.Dataset`` (opened on first use in each process)."""
         if self._ds is None:
-            self._ds = open_training_cube(self._source)
+            from xterrafm.io.grid import open_training_cube
+
+            self._ds = open_training_cube(self._source, chunks=None)
         return self._ds
 
     @property

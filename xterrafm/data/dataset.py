@@ -25,9 +25,10 @@ from xterrafm.data.sampling import (
     tile_weights,
 )
 from xterrafm.data.sharding import ShardPlan, consumed_per_worker, plan_shard
-from xterrafm.data.stats import LANDCOVER_CLASSES, TileStats, compute_tile_stats
+from xterrafm.data.stats import TileStats, compute_tile_stats
 from xterrafm.data.tiles import TileGrid, make_tile_grid
 from xterrafm.data.views import MultiCropConfig, make_views
+from xterrafm.worldcover import WORLDCOVER_CLASSES
 
 with import_gate():
     import numpy as np
@@ -161,7 +162,7 @@ class TileDataset(IterableDataset):
         self.shuffle_window = shuffle_window
         self.prefetch = prefetch
         self.normalization = normalization
-        self.classes = LANDCOVER_CLASSES
+        self.classes = tuple(WORLDCOVER_CLASSES)
         self.epoch = 0
         self.start_unit = 0
         self.grids: list[TileGrid] = [
@@ -216,7 +217,7 @@ class TileDataset(IterableDataset):
             origin=np.asarray(origins, np.int64).reshape(-1, 2),
             block=np.asarray(blocks, np.int64),
             valid_dates=dates,
-            class_counts=np.asarray(counts, np.int64).reshape(-1, len(LANDCOVER_CLASSES)),
+            class_counts=np.asarray(counts, np.int64).reshape(-1, len(WORLDCOVER_CLASSES)),
         )
 
     @property

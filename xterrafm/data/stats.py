@@ -12,15 +12,13 @@ from dataclasses import dataclass
 from xterrafm._imports import import_gate
 from xterrafm.data.cube import TrainingCube
 from xterrafm.data.tiles import TileGrid
-from xterrafm.tilestats import WORLDCOVER_VALUES, class_histogram, valid_fraction
+from xterrafm.tilestats import class_histogram, valid_fraction
+from xterrafm.worldcover import WORLDCOVER_CLASSES
 
 with import_gate():
     import numpy as np
 
-__all__ = ["TileStats", "compute_tile_stats", "LANDCOVER_CLASSES"]
-
-#: ESA WorldCover class codes, the columns of the class histograms.
-LANDCOVER_CLASSES: tuple[int, ...] = WORLDCOVER_VALUES
+__all__ = ["TileStats", "compute_tile_stats"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ class TileStats:
     valid : dict of str -> ndarray, shape (n_tiles, n_times)
         Fraction of pixels with a finite first band, per modality, tile and date.
     class_counts : ndarray, shape (n_tiles, n_classes), int64
-        Pixels of each :data:`LANDCOVER_CLASSES` class per tile (zeros without land-cover).
+        Pixels of each :data:`~xterrafm.worldcover.WORLDCOVER_CLASSES` class per tile (zeros without land-cover).
     """
 
     valid: dict[str, np.ndarray]
@@ -51,7 +49,7 @@ def compute_tile_stats(cube: TrainingCube, grid: TileGrid) -> TileStats:
     n = grid.n_tiles
     size = grid.tile_size
     valid = {m: np.zeros((n, cube.n_times[m]), dtype=np.float64) for m in cube.modalities}
-    counts = np.zeros((n, len(LANDCOVER_CLASSES)), dtype=np.int64)
+    counts = np.zeros((n, len(WORLDCOVER_CLASSES)), dtype=np.int64)
     for b in range(grid.n_blocks):
         window = grid.blocks[b]
         tiles = grid.tiles_of_block(b)
@@ -61,6 +59,6 @@ def compute_tile_stats(cube: TrainingCube, grid: TileGrid) -> TileStats:
             band0 = cube.read_modality(m, window, bands=[0])  # (T, 1, h, w)
             valid[m][tiles] = valid_fraction(band0, size)[:, ty, tx].T
         if cube.has_landcover:
-            hist = class_histogram(cube.read_landcover(window), size, values=LANDCOVER_CLASSES)
+            hist = class_histogram(cube.read_landcover(window), size, values=tuple(WORLDCOVER_CLASSES))
             counts[tiles] = hist[ty, tx]
     return TileStats(valid=valid, class_counts=counts)

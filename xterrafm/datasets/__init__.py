@@ -8,8 +8,8 @@ The default data for xterrafm's tests, examples and main job::
 Structured land cover whose classes only spatial structure separates (for pretraining
 evidence) comes from :func:`~xterrafm.datasets.structured.make_structured_scene`.
 
-The scene writer (rasterio, pystac) is imported on first use, so that light modules such as
-:mod:`xterrafm.tilestats` can use :data:`WORLDCOVER_CLASSES` without pulling pystac.
+The scene writer (rasterio, pystac) is imported on first use. Land-cover codes are those of
+:mod:`xterrafm.worldcover`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 from xterrafm._lazy import lazy_exports
 
 _EXPORTS = {
-    "WORLDCOVER_CLASSES": "signatures",
     "PROCESSING_BASELINE": "scene",
     "S2_DN_OFFSET": "scene",
     "SyntheticScene": "scene",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from xterrafm._imports import import_gate
 from xterrafm.datasets.fields import smooth_field
-from xterrafm.datasets.signatures import WORLDCOVER_CLASSES
+from xterrafm.worldcover import WORLDCOVER_CLASSES
 
 with import_gate():
     import numpy as np

@@ -1,4 +1,5 @@
-"""Per-class signatures of the synthetic scenes: ESA WorldCover classes, S2 spectra, S1 backscatter.
+"""Per-class signatures of the synthetic scenes: S2 spectra and S1 backscatter of each ESA
+WorldCover class (:data:`xterrafm.worldcover.WORLDCOVER_CLASSES`).
 
 Values are typical magnitudes of surface reflectance and RTC backscatter for each cover type,
 chosen to be plausible and clearly distinct between classes; they are not measurements.
@@ -12,7 +13,6 @@ with import_gate():
     import numpy as np
 
 __all__ = [
-    "WORLDCOVER_CLASSES",
     "S2_REFLECTANCE",
     "S2_PATH_RADIANCE",
     "S1_BACKSCATTER",
@@ -21,21 +21,6 @@ __all__ = [
     "SCL_CLOUD_HIGH",
     "SCL_NODATA",
 ]
-
-#: ESA WorldCover 2021 classes: value -> name.
-WORLDCOVER_CLASSES: dict[int, str] = {
-    10: "tree cover",
-    20: "shrubland",
-    30: "grassland",
-    40: "cropland",
-    50: "built-up",
-    60: "bare / sparse vegetation",
-    70: "snow and ice",
-    80: "permanent water bodies",
-    90: "herbaceous wetland",
-    95: "mangroves",
-    100: "moss and lichen",
-}
 
 #: Surface reflectance (0..1) per class, bands in TerraFM order
 #: B01 B02 B03 B04 B05 B06 B07 B08 B8A B09 B11 B12.

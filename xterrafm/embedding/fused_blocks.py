@@ -20,7 +20,14 @@ from collections.abc import Mapping
 
 from xterrafm._imports import import_gate
 from xterrafm.embedding import runtime
-from xterrafm.embedding.blocks import normalize_and_mask, valid_fraction
+from xterrafm.embedding.blocks import (
+    block_windows,
+    cells_to_run,
+    padded_input,
+    place_embeddings,
+    window_batch,
+)
+from xterrafm.embedding.output_check import check_model_output
 from xterrafm.embedding.spec import ModelSpec
 from xterrafm.embedding.windows import AxisWindows, BlockSpan
 
@@ -64,19 +71,6 @@ def run_fused_encoder(model, inputs: Mapping[str, np.ndarray], level: str,
         return out.float().cpu().numpy()
 
 
-def _padded(pixels: np.ndarray, modality: str, spec: ModelSpec, hp: int, wp: int
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised, filled pixels and validity of one modality, padded to (hp, wp)."""
-    t_len, n_bands = pixels.shape[:2]
-    h, w = min(pixels.shape[2], hp), min(pixels.shape[3], wp)
-    filled_raw, valid_raw = normalize_and_mask(pixels[:, :, :h, :w], modality, spec.normalize)
-    filled = np.zeros((t_len, n_bands, hp, wp), dtype=np.float32)
-    filled[:, :, :h, :w] = filled_raw
-    valid = np.zeros((t_len, hp, wp), dtype=bool)
-    valid[:, :h, :w] = valid_raw
-    return filled, valid
-
-
 def embed_fused_block(pixels: np.ndarray, *, spec: ModelSpec, modalities: tuple[str, ...],
                       channels: tuple[int, ...], y: AxisWindows, x: AxisWindows,
                       y_span: BlockSpan, x_span: BlockSpan,
@@ -110,65 +104,34 @@ def embed_fused_block(pixels: np.ndarray, *, spec: ModelSpec, modalities: tuple[
     model, device = runtime.get_model(spec)
     for m in modalities:
         model.prepare(m)  # cached after the first block of the process
-    dim = int(model.embed_dim)
-    level = y.level
-    t_len = pixels.shape[0]
     hp = y_span.pix_stop - y_span.pix_start
     wp = x_span.pix_stop - x_span.pix_start
     bounds = np.cumsum((0, *channels))
-    filled, valid = {}, {}
-    for i, m in enumerate(modalities):
-        filled[m], valid[m] = _padded(pixels[:, bounds[i]:bounds[i + 1]], m, spec, hp, wp)
-
-    ny, nx = y_span.out_stop - y_span.out_start, x_span.out_stop - x_span.out_start
-    out = np.full((t_len, dim, ny, nx), np.nan, dtype=np.float32)
-    win_y = np.arange(y_span.win_start, y_span.win_stop)
-    win_x = np.arange(x_span.win_start, x_span.win_stop)
-    loc_y = win_y * y.stride - y_span.pix_start
-    loc_x = win_x * x.stride - x_span.pix_start
-    cells_y = np.arange(y_span.out_start, y_span.out_stop)
-    cells_x = np.arange(x_span.out_start, x_span.out_stop)
-    own_y, off_y = y.owner(cells_y)
-    own_x, off_x = x.owner(cells_x)
-    wy = (own_y[:, None] == win_y[None, :]).astype(np.int64)  # (ny, nwy)
-    wx = (own_x[:, None] == win_x[None, :]).astype(np.int64)  # (nx, nwx)
-
+    bw = block_windows(y, x, y_span, x_span)
+    t_len = pixels.shape[0]
+    out = np.full((t_len, int(model.embed_dim), *bw.shape), np.nan, dtype=np.float32)
+    filled = {}
     # pattern[t, jy, jx]: bit i set when modality i takes part in that window
-    pattern = np.zeros((t_len, len(win_y), len(win_x)), dtype=np.int64)
-    cell_ok = np.zeros((t_len, ny, nx), dtype=bool)
+    pattern = np.zeros((t_len, len(bw.win_y), len(bw.win_x)), dtype=np.int64)
+    cell_ok = np.zeros((t_len, *bw.shape), dtype=bool)
     for i, m in enumerate(modalities):
-        if level == "tile":
-            frac = valid_fraction(valid[m], loc_y, loc_x, y.tile)
-            ok = (frac >= min_valid) & (frac > 0)
-            run = ok
-        else:
-            frac = valid_fraction(valid[m], cells_y * y.patch - y_span.pix_start,
-                                  cells_x * x.patch - x_span.pix_start, y.patch)
-            ok = (frac >= min_valid) & (frac > 0)
-            run = np.einsum("tij,ia,jb->tab", ok.astype(np.int64), wy, wx) > 0
+        filled[m], valid = padded_input(pixels[:, bounds[i]:bounds[i + 1]], m, spec.normalize,
+                                        hp, wp)
+        ok, run = cells_to_run(valid, bw, min_valid)
         cell_ok |= ok
         pattern |= run.astype(np.int64) << i
 
     batch_size = runtime.resolve_batch_size(spec.batch_size, device)
-    tile = y.tile
     n_run = 0
     for code in np.unique(pattern[pattern > 0]):
         used = [m for i, m in enumerate(modalities) if (int(code) >> i) & 1]
         todo = np.argwhere(pattern == code)
         n_batches = -(-len(todo) // batch_size)
         for chunk in np.array_split(todo, n_batches):
-            batch = {m: np.stack([filled[m][t, :, loc_y[jy]:loc_y[jy] + tile,
-                                            loc_x[jx]:loc_x[jx] + tile]
-                                  for t, jy, jx in chunk]) for m in used}
-            result = run_fused_encoder(model, batch, level, device)
-            for (t, jy, jx), emb in zip(chunk, result, strict=True):
-                if level == "tile":
-                    out[t, :, jy, jx] = emb
-                else:
-                    rows = np.nonzero(own_y == win_y[jy])[0]
-                    cols = np.nonzero(own_x == win_x[jx])[0]
-                    out[t, :, rows[:, None], cols[None, :]] = np.moveaxis(
-                        emb[:, off_y[rows][:, None], off_x[cols][None, :]], 0, -1)
+            batch = {m: window_batch(filled[m], chunk, bw) for m in used}
+            result = run_fused_encoder(model, batch, y.level, device)
+            check_model_output(result, chunk, y=y, x=x, y_span=y_span, x_span=x_span)
+            place_embeddings(out, chunk, result, bw)
             runtime.record(windows=len(chunk), forward_calls=1,
                            fused_windows=len(chunk) if len(used) > 1 else 0)
         n_run += len(todo)

@@ -25,12 +25,14 @@ Dataset attrs: ``xterrafm_layout = "training-cube-v1"``, ``modalities`` (list),
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from xterrafm._imports import import_gate
 from xterrafm.bands import check_modality
+from xterrafm.errors import InputError
 from xterrafm.io.stac import DEFAULT_CHUNK_PX, load_stac
 from xterrafm.io.zarr_store import open_zarr_cube, write_zarr_cube
 
@@ -184,10 +186,60 @@ def write_training_cube(ds: xr.Dataset, store: Any, *, mode: str = "w-",
     return write_zarr_cube(ds, store, mode=mode, zarr_format=zarr_format, **kwargs)
 
 
-def open_training_cube(store: Any, **kwargs: Any) -> xr.Dataset:
-    """Open a training cube written by :func:`write_training_cube`, lazily, with its CRS."""
-    ds = open_zarr_cube(store, as_dataset=True, **kwargs)
-    if ds.attrs.get("xterrafm_layout") != LAYOUT:
-        raise ValueError(f"{store!r} is not an xterrafm training cube (xterrafm_layout="
-                         f"{ds.attrs.get('xterrafm_layout')!r})")
+def open_training_cube(source: Any, *, chunks: Mapping[str, int] | str | None = "auto",
+                       **kwargs: Any) -> xr.Dataset:
+    """Open a training cube lazily, with its CRS: what pretraining and evaluation read.
+
+    A training cube is a Dataset of modality variables (``s1``, ``s2_l1c``, ``s2_l2a``) and
+    optionally ``landcover`` on one grid (layout in the module docstring), as
+    :func:`write_training_cube` (or :func:`~xterrafm.io.write_zarr_cube`) writes it.
+
+    Parameters
+    ----------
+    source : path, zarr store or xr.Dataset
+        A Zarr directory or URL, a zarr store object, or a Dataset (returned as is after the
+        layout check).
+    chunks : dict, "auto" or None
+        Dask chunks (``"auto"``: the stored chunks); ``None`` opens without dask, so that window
+        reads touch only the chunks they need (what :class:`xterrafm.data.TrainingCube` uses).
+    **kwargs
+        Passed to :func:`xarray.open_zarr`.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such path.
+    InputError
+        The path is not a Zarr group, or the Dataset records another layout than
+        ``xterrafm_layout = "training-cube-v1"`` (a missing attribute is accepted: cubes
+        written by other tools are checked variable by variable when read).
+    """
+    if isinstance(source, xr.Dataset):
+        ds = source
+    else:
+        if isinstance(source, (str, os.PathLike)) and "://" not in os.fspath(source):
+            path = os.fspath(source)
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"training cube not found: {path}")
+            if not any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zgroup")):
+                raise InputError(f"{path} is not a Zarr training cube (no zarr.json/.zgroup); "
+                                 "build one with xterrafm.io.build_training_cube and "
+                                 "write_training_cube, or pass an xr.Dataset")
+            kwargs.setdefault("consolidated", _is_consolidated(path))
+        ds = open_zarr_cube(source, as_dataset=True, chunks=chunks, **kwargs)
+    layout = ds.attrs.get("xterrafm_layout")
+    if layout is not None and layout != LAYOUT:
+        raise InputError(f"{source!r} records layout {layout!r}, not an xterrafm training cube "
+                         f"({LAYOUT!r})")
     return ds
+
+
+def _is_consolidated(path: str) -> bool:
+    """Whether a Zarr directory holds consolidated metadata (v2 ``.zmetadata`` or v3 root)."""
+    if os.path.exists(os.path.join(path, ".zmetadata")):
+        return True
+    root = os.path.join(path, "zarr.json")
+    if os.path.exists(root):
+        with open(root) as fh:
+            return bool(json.load(fh).get("consolidated_metadata"))
+    return False

@@ -3,9 +3,12 @@
 A store has ``blocks_total`` blocks (Zarr chunks of ``embeddings``, one per dask block) and
 ``cells_total`` output cells (windows at the tile level, 16 px patches at the patch level, per
 date). A run of :func:`xterrafm.embed_to_zarr` *finds* some blocks complete (written by an
-earlier run), *writes* others, and leaves the rest *failed* (not written: the run failed or
-was stopped). Within the finished blocks, a cell is *embedded* or *empty* (NaN: too few valid
-pixels).
+earlier run, their chunks intact), *writes* others, and leaves the rest *failed* (not
+written: the run failed or was stopped). Blocks marked done whose chunks turned out missing
+or torn are *repaired*: counted once as repaired, and as written when this run rewrote them.
+Within the finished blocks, a cell is *embedded* or *empty* (NaN: too few valid pixels; NaN
+from the model is an error, never counted here). ``written`` is what the run's markers
+say it wrote, also when it failed.
 """
 
 from __future__ import annotations
@@ -56,12 +59,16 @@ class StoreCounts:
         everything complete).
     written : Tally
         Written by this run.
+    repaired : int
+        Blocks marked done whose chunks were missing or torn when this run started (queued
+        again; written again unless the run failed first).
     """
 
     blocks_total: int = 0
     cells_total: int = 0
     found: Tally = field(default_factory=Tally)
     written: Tally = field(default_factory=Tally)
+    repaired: int = 0
 
     @property
     def done(self) -> Tally:
@@ -87,7 +94,8 @@ class StoreCounts:
         """Plain-dict form with the derived counts."""
         return {"blocks_total": self.blocks_total, "cells_total": self.cells_total,
                 "found": asdict(self.found), "written": asdict(self.written),
-                "blocks_failed": self.blocks_failed, "cells_failed": self.cells_failed,
+                "repaired": self.repaired, "blocks_failed": self.blocks_failed,
+                "cells_failed": self.cells_failed,
                 "complete": self.complete}
 
 

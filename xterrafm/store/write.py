@@ -1,52 +1,53 @@
 """Writing embedding stores: the template, then the blocks in waves, resumably.
 
 :func:`embed_to_zarr` makes the plan of a cube's embedding once
-(:func:`xterrafm.embedding.api.embed_and_plan`) and hands it to :func:`write_plan`, which
-starts building the model on every worker, writes (or checks) the template
-(:func:`prepare_store`), and computes the blocks without a completion marker
-(:func:`pending_blocks`) in waves of at most :func:`default_wave_size` blocks
-(:func:`write_blocks`). Each block is stored into its region, then its marker is written
-(layout: :mod:`xterrafm.store.layout`). A run that stops part way leaves markers for the
-finished blocks; the same call again computes only the others.
+(:func:`xterrafm.embedding.api.embed_and_plan`), on the chunk grid of the store when it
+resumes one (:func:`adopt_store_grid`), and hands it to :func:`write_plan`, which starts
+building the model on every worker, writes (or checks) the template
+(:func:`~xterrafm.store.template.prepare_store`), sorts the blocks marked done into trusted
+and damaged (:func:`resume_state`: a damaged block's chunks are missing or torn) and computes
+the others in waves (:func:`write_blocks`). Each block is encoded in the store's data type
+(:mod:`xterrafm.store.encoding`) and stored into its region, then its marker is written with
+the size and CRC-32 of every chunk it wrote (:mod:`xterrafm.store.markers`). A run that stops
+part way leaves markers for the finished blocks; the same call again computes only the
+others, and repairs damaged ones. A STAC Item describing the store is written after every run
+(:mod:`xterrafm.store.stac_item`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-import json
+import logging
 import os
 import threading
 import time
-import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from xterrafm._imports import import_gate
 from xterrafm.embedding.api import embed_and_plan
 from xterrafm.embedding.plan import EmbedPlan
-from xterrafm.embedding.scheduling import get_client, keep_annotations, start_preload
+from xterrafm.embedding.scheduling import get_client, start_preload
 from xterrafm.embedding.settings import EmbedSettings, settings_docstring, settings_parameters
-from xterrafm.embedding.workers import (
-    DEFAULT_NO_WORKER_TIMEOUT_S,
-    gather_with_watch,
-    install_worker_setup,
-)
-from xterrafm.errors import NotAStoreError, StoreMismatchError
+from xterrafm.embedding.workers import DEFAULT_NO_WORKER_TIMEOUT_S, install_worker_setup
+from xterrafm.errors import StoreError
+from xterrafm.store.conventions import input_sources
 from xterrafm.store.counts import EmbedSummary, StoreCounts, Tally
-from xterrafm.store.layout import (
-    FINGERPRINT_ATTR,
-    META_DIR,
-    VAR,
-    block_name,
-    fingerprint_diff,
-    marker_paths,
-    read_fingerprint,
-    store_fs,
-    store_path,
-    write_json,
+from xterrafm.store.encoding import StoreEncoding
+from xterrafm.store.layout import VAR, region_name, store_chunks, store_fs
+from xterrafm.store.markers import (
+    check_markers,
+    chunk_record,
+    read_markers,
+    remove_markers,
+    write_marker,
 )
-from xterrafm.store.status import done_tally
+from xterrafm.store.stac_item import write_store_item
+from xterrafm.store.template import DEFAULT_ZARR_FORMAT, prepare_store
+from xterrafm.store.usage import RunUsage
+from xterrafm.store.waves import compute_wave, default_wave_size, waves
 
 with import_gate():
     import dask
@@ -56,25 +57,37 @@ with import_gate():
 
 __all__ = [
     "STORE_SALT",
+    "ResumeState",
+    "adopt_store_grid",
     "default_wave_size",
     "embed_to_zarr",
     "pending_blocks",
     "prepare_store",
+    "resume_state",
     "write_blocks",
     "write_plan",
 ]
 
+log = logging.getLogger(__name__)
 
 #: Salt of the store writer's graphs (see :func:`xterrafm.embedding.graph.embed_dask`).
 STORE_SALT = "store"
 
 
-def _block_grid(emb: xr.DataArray) -> tuple[int, ...]:
-    return tuple(len(c) for c in emb.data.chunks)
-
-
 def _all_blocks(emb: xr.DataArray) -> list[tuple[int, ...]]:
-    return [tuple(int(i) for i in idx) for idx in np.ndindex(*_block_grid(emb))]
+    return [tuple(int(i) for i in idx) for idx in np.ndindex(*(len(c) for c in emb.data.chunks))]
+
+
+def _region(emb: xr.DataArray, idx: tuple[int, ...]) -> list[tuple[int, int]]:
+    out = []
+    for i, chunks in zip(idx, emb.data.chunks, strict=True):
+        start = int(sum(chunks[:i]))
+        out.append((start, start + int(chunks[i])))
+    return out
+
+
+def _names(emb: xr.DataArray, blocks: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], str]:
+    return {b: region_name(_region(emb, b), emb.dims) for b in blocks}
 
 
 def _cells_total(emb: xr.DataArray) -> int:
@@ -90,159 +103,145 @@ def _regular(emb: xr.DataArray) -> xr.DataArray:
     return emb.chunk(fixes) if fixes else emb
 
 
-def prepare_store(emb: xr.DataArray, plan: EmbedPlan, store: str, *, overwrite: bool = False,
-                  zarr_format: int = 3) -> str:
-    """Make ``store`` ready to receive the blocks of ``emb``: a new template, or a resume.
+def adopt_store_grid(settings: EmbedSettings, store: str) -> EmbedSettings:
+    """``settings`` with ``block_cells`` set to the chunk grid of an existing store.
+
+    A resumed run must write the store's chunks, whatever read chunks it was given (the
+    default blocks follow them): other blocks would each cover parts of several chunks,
+    which concurrent writers would then share.
+    """
+    chunks = store_chunks(store)
+    if chunks is None or "y" not in chunks or "x" not in chunks:
+        return settings
+    cells = (chunks["y"], chunks["x"])
+    if settings.block_cells not in (None, cells):
+        log.info("resuming %s on its chunk grid of %s cells per block (not %s)", store, cells,
+                 settings.block_cells)
+    return settings if settings.block_cells == cells else settings.replace(block_cells=cells)
+
+
+def _match_store_chunks(emb: xr.DataArray, store: str) -> xr.DataArray:
+    """``emb`` rechunked to the store's chunks where they differ (e.g. along time)."""
+    chunks = store_chunks(store)
+    if not chunks:
+        return emb
+    want = {d: chunks[d] for d in emb.dims if d in chunks}
+    have = {d: c[0] for d, c in zip(emb.dims, emb.data.chunks, strict=True)}
+    diff = {d: n for d, n in want.items() if have[d] != n and emb.sizes[d] > min(have[d], n)}
+    return emb.chunk(diff) if diff else emb
+
+
+@dataclass
+class ResumeState:
+    """What a store already holds of ``emb``'s blocks.
+
+    Attributes
+    ----------
+    found : dict
+        Marker name -> marker of the blocks done and intact.
+    damaged : dict
+        Marker name -> why it is not trusted (a chunk missing, torn or altered).
+    todo : list of tuple
+        Block indices to write: no marker, or a damaged one.
+    """
+
+    found: dict[str, dict] = field(default_factory=dict)
+    damaged: dict[str, str] = field(default_factory=dict)
+    todo: list[tuple[int, ...]] = field(default_factory=list)
+
+    @property
+    def found_tally(self) -> Tally:
+        """Blocks found intact and their cells."""
+        return Tally(len(self.found),
+                     sum(int(m.get("cells_embedded", 0)) for m in self.found.values()),
+                     sum(int(m.get("cells_empty", 0)) for m in self.found.values()))
+
+
+def resume_state(emb: xr.DataArray, store: str, *, verify: str = "size") -> ResumeState:
+    """Sort the blocks of ``emb`` into found (marker and intact chunks), damaged and to do.
 
     Parameters
     ----------
     emb : DataArray
-        Lazy ``(time, embedding, y, x)`` embeddings of ``plan``.
-    plan : EmbedPlan
-        Its plan (the fingerprint is ``plan.fingerprint``).
-    store : str or path
-        Local path or fsspec URL of the Zarr store.
-    overwrite : bool
-        Delete an existing store first (its blocks are lost).
-    zarr_format : int
-        Zarr format of a new store (3 by default).
-
-    Returns
-    -------
-    str
-        ``"new"`` (template written) or ``"resume"`` (existing store with the same fingerprint).
-
-    Raises
-    ------
-    StoreMismatchError
-        The store was written with other settings (the message lists them).
-    NotAStoreError
-        The path holds something that is not an embedding store, or blocks but no complete
-        template.
+        Lazy embeddings on the store's chunk grid.
+    store : str
+        Local path or fsspec URL.
+    verify : {"size", "checksum"}
+        How closely the chunks of each marker are checked (:func:`~xterrafm.store.markers.
+        check_markers`).
     """
-    store = str(store)
-    fs, root = store_fs(store)
-    fp = plan.fingerprint
-    meta = store_path(root, META_DIR)
-    if fs.exists(root) and overwrite:
-        fs.rm(root, recursive=True)
-    if fs.exists(root) and fs.ls(root):
-        old = read_fingerprint(store)
-        if old is None:
-            raise NotAStoreError(
-                f"{store} exists and is not an xterrafm embedding store (no {FINGERPRINT_ATTR} "
-                "in its Zarr group attrs); choose another path or pass overwrite=True")
-        diffs = fingerprint_diff(old, fp)
-        if diffs:
-            raise StoreMismatchError(
-                f"refusing to resume into {store}: it was written with different settings: "
-                + "; ".join(diffs) + ". Use the same settings, another store, or overwrite=True.")
-        if fs.exists(store_path(meta, "template.done")):
-            return "resume"
-        if marker_paths(fs, root):
-            raise NotAStoreError(f"{store} has written blocks but no complete template; "
-                                     "pass overwrite=True to start again")
-    # the template needs only shape, chunks and dtype: a placeholder of the same chunks spares
-    # xarray materialising the embedding graph just to write metadata
-    placeholder = da.empty(emb.shape, chunks=emb.data.chunks, dtype=emb.dtype)
-    ds = emb.copy(data=placeholder).to_dataset(name=VAR)
-    ds.attrs[FINGERPRINT_ATTR] = json.dumps(fp, sort_keys=True)
-    enc = {VAR: {"chunks": [c[0] for c in emb.data.chunks]}}
-    if "spatial_ref" in ds.coords:
-        enc[VAR]["grid_mapping"] = "spatial_ref"  # CRS survives decode_coords="all"
-    with warnings.catch_warnings():
-        # consolidated metadata is a zarr-python extension for v3; readers that lack it list
-        # the store instead. It spares xr.open_zarr a listing.
-        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-        ds.to_zarr(store, mode="w", compute=False, zarr_format=zarr_format, consolidated=True,
-                   encoding=enc)
-    fs.makedirs(store_path(meta, "blocks"), exist_ok=True)  # after to_zarr(mode="w") cleared it
-    fs.pipe_file(store_path(meta, "template.done"), b"ok")
-    return "new"
-
-
-def pending_blocks(emb: xr.DataArray, store: str) -> list[tuple[int, ...]]:
-    """Block indices of ``emb`` without a completion marker in ``store``."""
     fs, root = store_fs(str(store))
-    done = {p.rsplit("/", 1)[-1][:-5] for p in marker_paths(fs, root)}
-    return [b for b in _all_blocks(emb) if block_name(b) not in done]
+    names = _names(emb, _all_blocks(emb))
+    check = check_markers(fs, root, read_markers(fs, root, names.values()), verify=verify)
+    todo = [b for b, n in names.items() if n not in check.trusted]
+    return ResumeState(found=check.trusted, damaged=check.damaged, todo=todo)
 
 
-def _write_region(block: np.ndarray, *, store: str, emb_axis: int,
-                  block_info: dict | None = None) -> np.ndarray:
-    """Store one block into its region, then write its completion marker.
+def pending_blocks(emb: xr.DataArray, store: str, *, verify: str = "size") -> list[tuple[int, ...]]:
+    """Block indices of ``emb`` without a trusted completion marker in ``store``."""
+    return resume_state(emb, store, verify=verify).todo
 
-    Returns an array with the block's dimensions, length 1 along each except ``emb_axis``
+
+def _write_region(block: np.ndarray, *, store: str, dims: tuple[str, ...],
+                  encoding: StoreEncoding, block_info: dict | None = None) -> np.ndarray:
+    """Encode one block, store it into its region, then write its completion marker.
+
+    Returns an array with the block's dimensions, length 1 along each except ``embedding``
     (length 2): cells embedded and cells empty.
     """
     with import_gate():
         import zarr
 
-    loc = block_info[0]["array-location"]
-    idx = block_info[0]["chunk-location"]
-    arr = zarr.open_array(store=store, path=VAR, mode="r+")
-    arr[tuple(slice(a, b) for a, b in loc)] = block
-    cells = np.isfinite(block).all(axis=emb_axis)
+    loc = [tuple(int(v) for v in r) for r in block_info[0]["array-location"]]
+    axis = dims.index("embedding")
+    fs, root = store_fs(store)
+    chunks = {}
+    for name, data in encoding.encode(block, axis).items():
+        arr = zarr.open_array(store=store, path=name, mode="r+")
+        sel = loc if name == VAR else [r for i, r in enumerate(loc) if i != axis]
+        cidx = tuple(a // c for (a, _), c in zip(sel, arr.chunks, strict=True))
+        if any(a % c or b - a > c for (a, b), c in zip(sel, arr.chunks, strict=True)):
+            raise StoreError(f"block {loc} of {store} is not one chunk of {name} (chunks "
+                             f"{arr.chunks}); resume on the store's grid")
+        arr[tuple(slice(a, b) for a, b in sel)] = data
+        key = f"{name}/{arr.metadata.encode_chunk_key(cidx)}"
+        chunks[key] = chunk_record(fs, root, key)
+    cells = np.isfinite(block).all(axis=axis)
     n_ok = int(cells.sum())
     n_empty = int(cells.size - n_ok)
-    fs, root = store_fs(store)
-    write_json(fs, store_path(root, META_DIR, "blocks", block_name(idx) + ".json"),
-               {"cells_embedded": n_ok, "cells_empty": n_empty,
-                "region": [list(r) for r in loc]})
+    write_marker(fs, root, region_name(loc, dims), region=loc, embedded=n_ok, empty=n_empty,
+                 chunks=chunks)
     shape = [1] * block.ndim
-    shape[emb_axis] = 2
+    shape[axis] = 2
     return np.array([n_ok, n_empty], dtype=np.int64).reshape(shape)
 
 
-def _written_counts(emb: xr.DataArray, store: str, resources: dict | None) -> da.Array:
+def _written_counts(emb: xr.DataArray, store: str, encoding: StoreEncoding,
+                    resources: dict | None) -> da.Array:
     data = emb.data
     emb_axis = emb.dims.index("embedding")
     chunks = tuple((2,) if i == emb_axis else (1,) * len(c) for i, c in enumerate(data.chunks))
-    ctx = dask.annotate(resources=resources) if resources else contextlib.nullcontext()
-    with ctx:
+    with dask.annotate(resources=resources) if resources else contextlib.nullcontext():
         return da.map_blocks(_write_region, data, chunks=chunks, dtype=np.int64,
                              meta=np.empty((0,) * data.ndim, dtype=np.int64),
-                             name="terrafm-write-" + dask.base.tokenize(data.name, store),
-                             store=store, emb_axis=emb_axis)
-
-
-def default_wave_size(client: Any = None) -> int:
-    """Blocks per wave: 4 per dask thread, at least 8.
-
-    Enough to keep every thread busy while the next blocks are read, and few enough that the
-    scheduler does not read far ahead (worker memory would then grow with the scene).
-    Threads are those of the client's workers, else dask's ``num_workers`` setting, else the
-    cores of this machine.
-    """
-    if client is not None:
-        workers = client.scheduler_info(n_workers=-1).get("workers", {})
-        threads = sum(int(w.get("nthreads", 1)) for w in workers.values()) or 1
-    else:
-        threads = int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
-    return max(8, 4 * threads)
-
-
-def _waves(items: list, size: int | None) -> Iterable[list]:
-    if not size or size >= len(items):
-        if items:
-            yield items
-        return
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
+                             name="terrafm-write-" + dask.base.tokenize(data.name, store,
+                                                                          encoding),
+                             store=store, dims=tuple(emb.dims), encoding=encoding)
 
 
 def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | None = None, *,
                  resources: dict | None = None, client: Any = None,
                  wave_size: int | str | None = "auto",
                  on_wave: Callable[[EmbedSummary], Any] | None = None, progress: bool = True,
-                 summary: EmbedSummary | None = None,
+                 summary: EmbedSummary | None = None, encoding: StoreEncoding | None = None,
                  no_worker_timeout: float = DEFAULT_NO_WORKER_TIMEOUT_S) -> EmbedSummary:
     """Compute the given blocks of ``emb`` and write each into its region of ``store``.
 
     Parameters
     ----------
     emb : DataArray
-        Lazy embeddings whose template is already in ``store`` (:func:`prepare_store`).
+        Lazy embeddings whose template is already in ``store``
+        (:func:`~xterrafm.store.template.prepare_store`), on the store's chunk grid.
     store : str
         Local path or fsspec URL.
     blocks : list of tuple, optional
@@ -261,11 +260,17 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
         Show a progress bar over blocks (tqdm), updated as blocks finish.
     summary : EmbedSummary, optional
         Summary to update in place, block by block, so that it is right when a block fails
-        (default: a new one).
+        (default: a new one). When the call ends, failed or not, ``counts.written`` is set from
+        the markers this call left in the store: what it wrote, exactly (on dask's threaded
+        scheduler the blocks still running when a block fails are waited for first; with a
+        distributed client, a block whose task was already running may still land after the
+        call, and the next run finds it).
+    encoding : StoreEncoding, optional
+        The store's data type (default float32; it must be the one of the template).
     no_worker_timeout : float
         With a client: seconds the cluster may have no worker at all before the write fails
-        with :class:`~xterrafm.embedding.workers.WorkersLostError` naming what the workers
-        reported (a killed worker's nanny restarts it within seconds).
+        with :class:`~xterrafm.errors.WorkersLostError` naming what the workers reported (a
+        killed worker's nanny restarts it within seconds).
 
     Returns
     -------
@@ -275,6 +280,7 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
         from tqdm.auto import tqdm
 
     store = str(store)
+    encoding = encoding or StoreEncoding()
     blocks = pending_blocks(emb, store) if blocks is None else list(blocks)
     if summary is None:
         summary = EmbedSummary(store=store, level=str(emb.attrs.get("level")),
@@ -282,93 +288,79 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
     client = get_client(client)
     if wave_size == "auto":
         wave_size = default_wave_size(client)
-    counts = _written_counts(emb, store, resources)
+    counts = _written_counts(emb, store, encoding, resources)
     axis = emb.dims.index("embedding")
+    before = summary.counts.written
 
     def add(result: np.ndarray) -> None:
         done = Tally(1, int(result.take(0, axis=axis).sum()), int(result.take(1, axis=axis).sum()))
         summary.counts.written = summary.counts.written + done
+        if client is not None:
+            bar.update(1)
 
     bar = tqdm(total=len(blocks), desc="embedding blocks", unit="block", disable=not progress)
     try:
-        for wave in _waves(blocks, wave_size):
-            parts = [counts.blocks[b] for b in wave]
-            with keep_annotations():
-                if client is not None:
-                    _compute_on_client(client, parts, add, bar, no_worker_timeout)
-                else:
-                    with _TaskBar(bar, counts.name):
-                        for result in dask.compute(*parts):
-                            add(result)
+        for wave in waves(blocks, wave_size):
+            compute_wave([counts.blocks[b] for b in wave], add, client=client,
+                         tick=lambda: bar.update(1), task_prefix=counts.name,
+                         no_worker_timeout=no_worker_timeout)
             summary.waves += 1
             if on_wave is not None:
                 on_wave(summary)
     finally:
         bar.close()
+        fs, root = store_fs(store)
+        left = read_markers(fs, root, _names(emb, blocks).values())
+        summary.counts.written = before + Tally(
+            len(left), sum(int(m.get("cells_embedded", 0)) for m in left.values()),
+            sum(int(m.get("cells_empty", 0)) for m in left.values()))
     return summary
-
-
-def _compute_on_client(client: Any, parts: list, add: Callable[[np.ndarray], None],
-                       bar: Any, no_worker_timeout: float) -> None:
-    # one submission per block, earlier blocks first: the scheduler then reads block by block,
-    # and the first forward passes start after one block's reads instead of the whole wave's
-    futures = [client.compute(p, priority=len(parts) - i) for i, p in enumerate(parts)]
-
-    def done(result: np.ndarray) -> None:
-        add(result)
-        bar.update(1)
-
-    try:
-        gather_with_watch(client, futures, done, no_worker_timeout=no_worker_timeout)
-    finally:
-        client.cancel([f for f in futures if not f.done()])
-
-
-class _TaskBar(dask.callbacks.Callback):
-    """Advance a tqdm bar when a write task of this store finishes (local schedulers)."""
-
-    def __init__(self, bar: Any, prefix: str) -> None:
-        super().__init__()
-        self._bar, self._prefix = bar, prefix
-
-    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-        name = key[0] if isinstance(key, tuple) else key
-        if isinstance(name, str) and name.startswith(self._prefix):
-            self._bar.update(1)
 
 
 def write_plan(emb: xr.DataArray, plan: EmbedPlan, store: str, *, summary: EmbedSummary,
                client: Any = None, overwrite: bool = False, wave_size: int | str | None = "auto",
                on_wave: Callable[[EmbedSummary], Any] | None = None, progress: bool = True,
-               zarr_format: int = 3,
+               zarr_format: int = DEFAULT_ZARR_FORMAT, dtype: str = "float32",
+               verify: str = "size", sources: Sequence[str] | None = None,
                no_worker_timeout: float = DEFAULT_NO_WORKER_TIMEOUT_S) -> EmbedSummary:
-    """Write the embeddings ``emb`` of ``plan`` into ``store`` (template, then missing blocks).
+    """Write the embeddings ``emb`` of ``plan`` into ``store`` (template, then missing blocks),
+    then the store's STAC Item.
 
     ``summary`` is updated in place as blocks finish, so that a caller catching a failure
-    still holds what was found and written. Arguments as for :func:`embed_to_zarr`.
+    still holds what was found, repaired and written. Arguments as for :func:`embed_to_zarr`.
     """
+    encoding = StoreEncoding(dtype)
     emb = _regular(emb)
     store = str(store)
     if client is not None:
         install_worker_setup(client)
     # workers start building the model now, while the template is written and blocks are read
     preloading = start_preload(plan.spec, client, plan.resources) if client is not None else []
+    usage = RunUsage.start(client)
+    failed, prepared = True, False
     try:
         summary.state = prepare_store(emb, plan, store, overwrite=overwrite,
-                                      zarr_format=zarr_format)
-        todo = pending_blocks(emb, store)
-        if not todo and client is not None:
+                                      zarr_format=zarr_format, encoding=encoding,
+                                      sources=sources)
+        prepared = True  # from here on the Item describes this store
+        emb = _match_store_chunks(emb, store)
+        state = resume_state(emb, store, verify=verify)
+        if state.damaged:
+            log.warning("%s: %d block(s) marked done have missing or torn chunks and are "
+                        "written again: %s", store, len(state.damaged),
+                        "; ".join(f"{n}: {why}" for n, why in list(state.damaged.items())[:5]))
+            fs, root = store_fs(store)
+            remove_markers(fs, root, state.damaged)  # they vouch for nothing any more
+        if not state.todo and client is not None:
             client.cancel(preloading)
-        elif todo and client is None:  # local schedulers: a thread here, only if needed
+        elif state.todo and client is None:  # local schedulers: a thread here, only if needed
             preloading = start_preload(plan.spec, None, plan.resources)
-        fs, root = store_fs(store)
-        everything = _all_blocks(emb)
-        finished = {block_name(b) for b in set(everything) - set(todo)}
-        summary.counts = StoreCounts(len(everything), _cells_total(emb),
-                                     found=done_tally(fs, root, finished))
-        write_blocks(emb, store, todo, resources=plan.resources, client=client,
+        summary.counts = StoreCounts(len(_all_blocks(emb)), _cells_total(emb),
+                                     found=state.found_tally, repaired=len(state.damaged))
+        write_blocks(emb, store, state.todo, resources=plan.resources, client=client,
                      wave_size=wave_size, on_wave=on_wave, progress=progress, summary=summary,
-                     no_worker_timeout=no_worker_timeout)
+                     encoding=encoding, no_worker_timeout=no_worker_timeout)
+        failed = False
     finally:
         # a preload thread of this process must not outlive the job: a thread still inside
         # torch when the interpreter exits aborts the process; futures are held until here,
@@ -377,21 +369,40 @@ def write_plan(emb: xr.DataArray, plan: EmbedPlan, store: str, *, summary: Embed
             if isinstance(handle, threading.Thread):
                 handle.join()
         del preloading
+        if prepared:
+            _write_item(store, plan, encoding, summary,
+                        usage.stop(client, device=plan.settings.device), sources, failed)
     return summary
 
 
-def embed_to_zarr(cube: xr.DataArray | xr.Dataset, store: str | os.PathLike,
+def _write_item(store: str, plan: EmbedPlan, encoding: StoreEncoding, summary: EmbedSummary,
+                usage: dict, sources: Sequence[str] | None, failed: bool) -> None:
+    """Write the STAC Item; after a failure, a problem with the item is logged, not raised
+    (the failure is what the caller must see)."""
+    try:
+        write_store_item(store, plan, encoding, summary, usage, sources)
+    except Exception as err:  # noqa: BLE001 - never mask the run's own failure
+        if not failed:
+            raise
+        log.warning("could not write the STAC item of %s: %s", store, err)
+
+
+def embed_to_zarr(cube: xr.DataArray | xr.Dataset | Mapping[str, xr.DataArray],
+                  store: str | os.PathLike,
                   settings: EmbedSettings | None = None, *, client: Any = None,
                   overwrite: bool = False, wave_size: int | str | None = "auto",
                   on_wave: Callable[[EmbedSummary], Any] | None = None, progress: bool = True,
-                  zarr_format: int = 3, no_worker_timeout: float = DEFAULT_NO_WORKER_TIMEOUT_S,
+                  zarr_format: int = DEFAULT_ZARR_FORMAT, dtype: str = "float32",
+                  verify: str = "size", sources: Sequence[str] | None = None,
+                  no_worker_timeout: float = DEFAULT_NO_WORKER_TIMEOUT_S,
                   **options: Any) -> EmbedSummary:
     """Embed a cube into a Zarr store, block by block, resumably.
 
     Parameters
     ----------
-    cube : DataArray or Dataset
-        Input cube (see :func:`xterrafm.embed`).
+    cube : DataArray, Dataset or mapping
+        Input cube, or ``{{modality: cube}}`` of co-registered cubes embedded through the
+        model's fusion (see :func:`xterrafm.embed`).
     store : str or path
         Local path or fsspec URL of the Zarr store.
     settings : EmbedSettings, optional
@@ -408,31 +419,48 @@ def embed_to_zarr(cube: xr.DataArray | xr.Dataset, store: str | os.PathLike,
     progress : bool
         Show a progress bar (False silences it).
     zarr_format : int
-        Zarr format of a new store (default 3).
+        Zarr format of a new store: 2 (default; GDAL reads it) or 3.
+    dtype : {{"float32", "float16", "int8"}}
+        Data type of the stored embeddings (:mod:`xterrafm.store.encoding`; int8 keeps a
+        per-cell scale and is decoded by :func:`xterrafm.store.open_embeddings`). Part of the
+        store's fingerprint.
+    verify : {{"size", "checksum"}}
+        How a resume checks the chunks of the blocks marked done: their sizes (one listing) or
+        also their CRC-32 (reads the store once). Damaged blocks are written again.
+    sources : sequence of str, optional
+        Source items or files the cube was read from (default ``cube.attrs["source_hrefs"]``),
+        recorded as ``geoemb:source_data`` and as links of the STAC Item.
     no_worker_timeout : float
         With a client: seconds the cluster may have no worker before the job fails with
-        :class:`~xterrafm.embedding.workers.WorkersLostError`, which names what the workers
-        reported (a killed worker's nanny restarts it within seconds).
+        :class:`~xterrafm.errors.WorkersLostError`, which names what the workers reported (a
+        killed worker's nanny restarts it within seconds).
 {settings}
 
     Returns
     -------
     EmbedSummary
-        Blocks found complete and written, cells embedded and empty.
+        Blocks found complete, repaired and written, cells embedded and empty.
 
     Raises
     ------
     StoreMismatchError
         ``store`` holds embeddings written with other settings, or something else.
+    ModelOutputError
+        The model returned NaN for windows whose inputs were valid (names the windows).
     """
     t0 = time.perf_counter()
     client = get_client(client)
+    StoreEncoding(dtype)  # refuse a bad dtype before anything is read
     settings = EmbedSettings.from_options(settings, **options)
+    if not overwrite:
+        settings = adopt_store_grid(settings, str(store))
+    if sources is None:
+        sources = input_sources(cube)
     emb, plan = embed_and_plan(cube, settings, client=client, salt=STORE_SALT)
     summary = EmbedSummary(store=str(store), level=plan.level)
     write_plan(emb, plan, str(store), summary=summary, client=client, overwrite=overwrite,
                wave_size=wave_size, on_wave=on_wave, progress=progress, zarr_format=zarr_format,
-               no_worker_timeout=no_worker_timeout)
+               dtype=dtype, verify=verify, sources=sources, no_worker_timeout=no_worker_timeout)
     summary.seconds = time.perf_counter() - t0
     return summary
 
