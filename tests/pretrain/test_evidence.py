@@ -31,7 +31,7 @@ def two_threads():
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # about 3 min expected on an idle 2-core CPU; 868 s on a loaded one
+@pytest.mark.timeout(1200)  # 98 s on a 2-core CPU at load ~2; 868 s on a loaded one
 def test_pretrained_encoder_beats_random_init_and_every_spectrum_baseline(tmp_path, two_threads):
     from xterrafm.pretrain.evidence import run_seed
 
@@ -52,7 +52,7 @@ def test_pretrained_encoder_beats_random_init_and_every_spectrum_baseline(tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)  # tens of seconds on an idle 2-core CPU; 300 s was hit on a loaded one
+@pytest.mark.timeout(600)  # 25 s on a 2-core CPU at load ~2; past 300 s on a loaded one
 def test_evidence_command_writes_the_documented_json(tmp_path, two_threads, capsys):
     from xterrafm.pretrain.evidence import main
 
