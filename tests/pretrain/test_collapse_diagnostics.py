@@ -73,7 +73,6 @@ COLLAPSE_RUNS = {
 }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("run", sorted(COLLAPSE_RUNS))
 def test_teacher_diagnostics_of_real_runs_tell_collapse_from_the_shipped_recipe(
         run, pretrain_cube, tmp_path, fast_overrides):
