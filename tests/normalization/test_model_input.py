@@ -109,13 +109,14 @@ def _chips_input(x: np.ndarray) -> np.ndarray:
 
 def _evidence_input(x: np.ndarray) -> np.ndarray:
     from xterrafm.data.cube import TrainingCube
-    from xterrafm.pretrain.evidence import landcover_windows
+    from xterrafm.pretrain.probes import scene_windows
 
     ds = xr.Dataset({"s2_l2a": (("time", "band", "y", "x"), x[None]),
                      "landcover": (("y", "x"), np.full((SIDE, SIDE), 10, np.uint8))})
-    windows, labels, _ = landcover_windows(TrainingCube(ds), "s2_l2a", window=SIDE)
-    assert windows.shape == (1, 12, SIDE, SIDE) and labels.tolist() == [10]
-    return windows[0].numpy()
+    windows = scene_windows(TrainingCube(ds), ["s2_l2a"], window=SIDE)
+    assert windows.inputs["s2_l2a"].shape == (1, 12, SIDE, SIDE)
+    assert windows.labels.tolist() == [10]
+    return windows.inputs["s2_l2a"][0].numpy()
 
 
 @pytest.mark.timeout(300)

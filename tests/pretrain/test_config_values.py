@@ -11,7 +11,7 @@ from xterrafm.pretrain.config import load_config
 
 @pytest.mark.parametrize(("override", "expect"), [
     ("--base_lr=-1", "'base_lr' = -1.0: must be > 0"),
-    ("--global_crop_size=90", "'global_crop_size' = 90: must be a multiple of the 16 px"),
+    ("--global_crop_size=40", "'global_crop_size' = 40: must be a multiple of the 16 px"),
     ("--center_momentum=1.5", "'center_momentum' = 1.5: must be in [0, 1)"),
     ("--teacher_temp=0", "'teacher_temp' = 0.0: must be > 0"),
     ("--max_steps=-1", "max_steps"),

@@ -22,6 +22,7 @@ _EXPORTS = {
     "make_views": "views",
     "plan_shard": "sharding",
     "random_resized_box": "views",
+    "sampled_class_frequencies": "sampling",
     "tile_weights": "sampling",
 }
 

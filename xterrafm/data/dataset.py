@@ -18,7 +18,12 @@ from xterrafm._imports import import_gate
 from xterrafm.bands import MODALITIES
 from xterrafm.data.collate import collate_samples
 from xterrafm.data.cube import TrainingCube
-from xterrafm.data.sampling import class_frequencies, class_proportions, tile_weights
+from xterrafm.data.sampling import (
+    class_frequencies,
+    class_proportions,
+    sampled_class_frequencies,
+    tile_weights,
+)
 from xterrafm.data.sharding import ShardPlan, consumed_per_worker, plan_shard
 from xterrafm.data.stats import TileStats, compute_tile_stats
 from xterrafm.data.tiles import TileGrid, make_tile_grid
@@ -80,8 +85,8 @@ class TileDataset(IterableDataset):
         pixels is valid; tiles with no present modality are skipped.
     sampling : {"weighted", "uniform"}
         ``uniform``: each tile once per epoch. ``weighted``: each shard draws as many samples
-        as it owns tiles, with replacement, ∝ ``Σ_c h_t(c)·f_c^(−α)`` (uniform when the cubes
-        have no land-cover).
+        as it owns tiles, with replacement, ∝ ``Σ_c p_t(c)·f_c^(−α)`` (``p_t``: the tile's class
+        proportions; uniform when the cubes have no land-cover).
     alpha : float
         Exponent α of the land-cover weights.
     views : MultiCropConfig, optional
@@ -174,9 +179,13 @@ class TileDataset(IterableDataset):
             )
         self.class_frequencies = class_frequencies(self.table.class_counts)
         self.class_proportions = class_proportions(self.table.class_counts).astype(np.float32)
-        self.weights = tile_weights(self.table.class_counts, self.class_frequencies, alpha)
         if sampling not in ("weighted", "uniform"):
             raise ValueError(f"sampling must be 'weighted' or 'uniform', got {sampling!r}")
+        self.weights = tile_weights(self.table.class_counts, self.class_frequencies, alpha)
+        #: Class frequencies of the samples the sampler draws (what the loss's class center
+        #: still has to correct): ``f_c`` for uniform sampling, about ``f_c^(1-α)`` weighted.
+        self.sampled_class_frequencies = sampled_class_frequencies(
+            self.table.class_counts, self.weights if sampling == "weighted" else None)
 
     # -- tile table ----------------------------------------------------------------------
     def _build_table(self) -> TileTable:

@@ -8,7 +8,9 @@ Optionally (:class:`MultiCropConfig` ``brightness``, ``contrast``, ``band_jitter
 all 0 by default) a view's kept modalities are also jittered radiometrically, in normalised
 units, with probability ``radiometric_p`` per view and modality — the multispectral
 counterpart of DINO's colour jitter: without it, every view of a tile shares its mean spectrum
-and matching views needs nothing but that spectrum.
+and matching views needs nothing but that spectrum. With probability ``grayscale_p`` a view's
+modality is then replaced by its per-pixel mean over bands (every band the same: the
+counterpart of DINO's random grayscale), which leaves only the spatial structure to match.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ with import_gate():
 __all__ = [
     "MultiCropConfig",
     "choose_modalities",
+    "grayscale",
     "jitter_radiometry",
     "make_views",
     "random_resized_box",
@@ -61,6 +64,9 @@ class MultiCropConfig:
         Standard deviation of additive per-pixel Gaussian noise.
     radiometric_p : float
         Probability that a view's modality is jittered at all (0.8, as DINO's colour jitter).
+    grayscale_p : float
+        Probability that a view's modality has every band replaced by the per-pixel mean over
+        its bands (0: off; DINO's random grayscale uses 0.2).
     """
 
     global_size: int = 224
@@ -77,6 +83,7 @@ class MultiCropConfig:
     band_jitter: float = 0.0
     noise: float = 0.0
     radiometric_p: float = 0.8
+    grayscale_p: float = 0.0
 
     @property
     def radiometric(self) -> bool:
@@ -95,8 +102,9 @@ class MultiCropConfig:
         for name in ("brightness", "contrast", "band_jitter", "noise"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.radiometric_p <= 1.0:
-            raise ValueError(f"radiometric_p must be in [0, 1], got {self.radiometric_p}")
+        for name in ("radiometric_p", "grayscale_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.contrast >= 1:
             raise ValueError(f"contrast must be < 1 (gains stay positive), got {self.contrast}")
 
@@ -198,6 +206,13 @@ def jitter_radiometry(rng: np.random.Generator, x: torch.Tensor,
     return out
 
 
+def grayscale(rng: np.random.Generator, x: torch.Tensor, p: float) -> torch.Tensor:
+    """With probability ``p``, every band of a view (C, H, W) set to the per-pixel band mean."""
+    if p <= 0 or rng.random() >= p:
+        return x
+    return x.mean(dim=0, keepdim=True).expand_as(x).clone()
+
+
 def make_views(
     rng: np.random.Generator,
     tile: Mapping[str, torch.Tensor],
@@ -246,7 +261,8 @@ def make_views(
             for i, m in enumerate(modalities):
                 if keep[v, i]:
                     view = _crop(tile[m], box, size, flip_h, flip_v, k)
-                    stacks[m][v] = jitter_radiometry(rng, view, config)
+                    view = jitter_radiometry(rng, view, config)
+                    stacks[m][v] = grayscale(rng, view, config.grayscale_p)
         out[name] = stacks
         out[f"{name}_keep"] = torch.from_numpy(keep)
     return out

@@ -5,6 +5,9 @@ The default data for xterrafm's tests, examples and main job::
     from xterrafm.datasets import make_synthetic_scene
     scene = make_synthetic_scene("scene/", seed=0, width=448, height=448, n_dates=2)
 
+Structured land cover whose classes only spatial structure separates (for pretraining
+evidence) comes from :func:`~xterrafm.datasets.structured.make_structured_scene`.
+
 The scene writer (rasterio, pystac) is imported on first use. Land-cover codes are those of
 :mod:`xterrafm.worldcover`.
 """
@@ -19,6 +22,10 @@ _EXPORTS = {
     "SyntheticScene": "scene",
     "make_synthetic_scene": "scene",
     "write_synthetic_training_cube": "training_cube",
+    "STRUCTURED_CLASSES": "structured",
+    "StructuredScene": "structured",
+    "make_structured_scene": "structured",
+    "write_structured_training_cube": "structured",
 }
 
 __all__ = sorted(_EXPORTS)

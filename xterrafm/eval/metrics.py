@@ -17,10 +17,12 @@ __all__ = [
     "accuracy",
     "average_precision",
     "confusion_matrix",
+    "macro_accuracy",
     "mean_average_precision",
     "mean_iou",
     "micro_f1",
     "per_class_iou",
+    "per_class_recall",
 ]
 
 
@@ -56,6 +58,39 @@ def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     t, p = _as_numpy(y_true).ravel(), _as_numpy(y_pred).ravel()
     _check_same_length(t, p, "accuracy")
     return float(np.mean(t == p))
+
+
+def per_class_recall(y_true: ArrayLike, y_pred: ArrayLike) -> dict:
+    """Recall of every class present in the truth: the share of its samples predicted as it.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like, shape (N,)
+        True and predicted labels (any comparable dtype).
+
+    Returns
+    -------
+    dict
+        ``{label: recall}`` for each distinct label of ``y_true``, in sorted order.
+    """
+    t, p = _as_numpy(y_true).ravel(), _as_numpy(y_pred).ravel()
+    _check_same_length(t, p, "per_class_recall")
+    return {c.item() if hasattr(c, "item") else c: float(np.mean(p[t == c] == c))
+            for c in np.unique(t)}
+
+
+def macro_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Macro-averaged accuracy (balanced accuracy): the mean of the per-class recalls.
+
+    Every class present in ``y_true`` counts equally, however rare, so a classifier that
+    ignores the rare classes of a long-tailed set scores low even when its accuracy is high.
+
+    Returns
+    -------
+    float
+        In [0, 1].
+    """
+    return float(np.mean(list(per_class_recall(y_true, y_pred).values())))
 
 
 def micro_f1(y_true: ArrayLike, y_pred: ArrayLike) -> float:

@@ -1,5 +1,8 @@
 """Segmentation probe: a linear head (1×1 convolution) on frozen patch tokens, scored by mIoU.
 
+``head="upernet"`` trains a UPerNet-style decoder over the stacked intermediate blocks instead
+(:mod:`xterrafm.eval.upernet`), the decoder of the dense benchmarks.
+
 Features are TerraFM patch tokens on the patch grid, shape (N, D, h, w) with ``h = H / 16``,
 optionally several blocks' tokens concatenated along channels (``model.intermediate``; the
 paper's dense protocol uses blocks 3, 5, 7 and 11 of ViT-B). The head maps each token to class
@@ -146,13 +149,16 @@ def fit_segmentation_probe(
     *,
     ignore_index: int = IGNORE_INDEX,
     epochs: int = 50,
-    lr: float = 1e-2,
-    weight_decay: float = 1e-4,
+    lr: float | None = None,
+    weight_decay: float | None = None,
     batch_size: int = 16,
     standardize: bool = True,
     seed: int = 0,
-) -> SegmentationProbe:
-    """Train a linear segmentation head on frozen patch features.
+    head: str = "linear",
+    n_levels: int | None = None,
+    channels: int = 64,
+):
+    """Train a segmentation head on frozen patch features: linear (default) or UPerNet.
 
     Parameters
     ----------
@@ -166,11 +172,33 @@ def fit_segmentation_probe(
         Label value that is not trained on (and not scored).
     epochs, lr, weight_decay, batch_size, standardize, seed
         See the module docstring.
+    head : {"linear", "upernet"}
+        ``"upernet"``: :func:`xterrafm.eval.upernet.fit_upernet_probe` (features always
+        standardised). ``lr`` and ``weight_decay`` default to each head's own values
+        (linear: 1e-2 and 1e-4).
+    n_levels : int, optional
+        Blocks stacked along the channels of ``features`` (required for UPerNet).
+    channels : int
+        Decoder width (UPerNet only).
 
     Returns
     -------
-    SegmentationProbe
+    SegmentationProbe or UPerNetProbe
     """
+    if head == "upernet":
+        from xterrafm.eval.upernet import fit_upernet_probe
+
+        if n_levels is None:
+            raise ValueError("head='upernet' needs n_levels: the number of blocks whose tokens "
+                             "are stacked along the channels of features")
+        extra = {k: v for k, v in (("lr", lr), ("weight_decay", weight_decay)) if v is not None}
+        return fit_upernet_probe(features, labels, n_classes, n_levels=n_levels, channels=channels,
+                                 ignore_index=ignore_index, epochs=epochs,
+                                 batch_size=batch_size, seed=seed, **extra)
+    if head != "linear":
+        raise ValueError(f"head must be 'linear' or 'upernet', got {head!r}")
+    lr = 1e-2 if lr is None else lr
+    weight_decay = 1e-4 if weight_decay is None else weight_decay
     f = _tensor(features, torch.float32)
     lab = _tensor(labels, torch.int64)
     if f.ndim != 4 or lab.ndim != 3 or f.shape[0] != lab.shape[0]:

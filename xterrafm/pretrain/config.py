@@ -39,6 +39,7 @@ class PretrainConfig:
     head_bottleneck_dim: int = 256
     head_layers: int = 3
     norm_last_layer: bool = True
+    drop_path_rate: float = 0.0
     # data
     tile_size: int = 448
     global_crop_size: int = 224
@@ -53,6 +54,7 @@ class PretrainConfig:
     band_jitter: float = 0.0
     noise: float = 0.0
     radiometric_p: float = 0.8
+    grayscale_p: float = 0.0
     sampling: str = "weighted"
     alpha: float = 0.5
     shuffle_window: int = 4
@@ -73,6 +75,7 @@ class PretrainConfig:
     center_momentum: float = 0.9
     center_lambda: float = 0.5
     center_alpha: float = 1.0
+    centering: str = "ema"
     koleo_weight: float = 0.0
     # optimisation
     base_lr: float = 5e-4
@@ -108,12 +111,16 @@ class PretrainConfig:
             raise ValueError(f"sampling must be 'weighted' or 'uniform', got {self.sampling!r}")
         if not 0.0 <= self.center_lambda <= 1.0:
             raise ValueError(f"center_lambda must be in [0, 1], got {self.center_lambda}")
+        if self.centering not in ("ema", "sinkhorn"):
+            raise ValueError(f"centering must be 'ema' or 'sinkhorn', got {self.centering!r}")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?",
                                                                  self.device):
             raise UsageError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got "
                              f"{self.device!r}")
         if self.amp not in ("auto", "bf16", "fp32"):
             raise ValueError(f"amp must be 'auto', 'bf16' or 'fp32', got {self.amp!r}")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         if self.koleo_weight < 0:
             raise ValueError(f"koleo_weight must be >= 0, got {self.koleo_weight}")
         if self.max_steps < 0:

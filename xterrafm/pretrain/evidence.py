@@ -1,124 +1,284 @@
-"""Evidence that pretraining learns: kNN land-cover accuracy of encoder embeddings.
+"""``python -m xterrafm.pretrain.evidence --json OUT``: does pretraining learn spatial structure?
 
-Windows of a training cube are embedded (CLS token of one modality, normalised, NaN -> 0)
-and labelled with their majority land-cover class; a cosine kNN (:func:`xterrafm.eval.knn_probe.knn`)
-trained on one half of a spatial checkerboard of windows is scored on the other half.
+The protocol (docs/pretraining.md, "Evidence"):
+
+1. Task: structured synthetic land cover (:mod:`xterrafm.datasets.structured`): 11 long-tailed
+   classes told apart by the arrangement of two materials and, for two of them, by Sentinel-1
+   context; a window's spectrum statistics carry little of the class.
+2. Recipe: the shipped ``tiny`` config, fixed beforehand on *selection* scenes
+   (:data:`SELECTION_SCENES`) that are never scored; only the run length and data plumbing are
+   overridden here (:data:`RUN_OVERRIDES`).
+3. For each seed (model initialisation, data order, augmentations *and* scenes): pretrain on
+   a training scene, then embed the 32 px windows of two untouched held-out scenes (one fits
+   the probes, the other is scored): the pretrained teacher, the same encoder at its random
+   initialisation, and the no-model baselines (:data:`xterrafm.pretrain.probes.BASELINES`).
+4. Score cosine kNN and linear probes by accuracy and macro-accuracy; intervals resample whole
+   regions of the scored scene; across seeds, a t interval of the mean margin.
+
+The margin of a seed is ``pretrained - max(random_init, best no-model baseline)`` for each
+probe and metric, the best baseline being picked on the scored scene itself (which favours the
+baselines).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
 
 from xterrafm._imports import import_gate
-from xterrafm.data.cube import TrainingCube
+from xterrafm.pretrain.diagnostics import embedding_effective_rank
+from xterrafm.pretrain.probes import (
+    BASELINES,
+    baseline_features,
+    bootstrap_interval,
+    encoder_features,
+    probe_predictions,
+    scene_windows,
+    score_predictions,
+)
 
 with import_gate():
     import numpy as np
     import torch
-    from torch import nn
 
-__all__ = ["S2_EVIDENCE_OVERRIDES", "embedding_effective_rank", "knn_landcover_accuracy",
-           "landcover_windows"]
+__all__ = ["MODALITIES", "PROBES", "RUN_OVERRIDES", "SCENES", "SELECTION_SCENES", "main",
+           "run_evidence", "run_seed", "summarize"]
 
-#: Overrides of the ``tiny`` config of the Sentinel-2 evidence run (``docs/pretraining.md``,
-#: "Held-out scenes"): 300 steps of batch 16 on 56 px tiles with 48/32 px crops, 64 prototypes,
-#: DINO's center momentum, KoLeo against collapse and radiometric jitter of the views, on an
-#: S2 L2A training cube of the synthetic scene (896 px, seed 0, 2 dates).
-S2_EVIDENCE_OVERRIDES: dict[str, object] = {
-    "batch_size": 16, "tile_size": 56, "global_crop_size": 48, "local_crop_size": 32,
-    "out_dim": 64, "center_momentum": 0.9, "koleo_weight": 1.0,
-    "brightness": 0.5, "contrast": 0.5, "band_jitter": 0.2, "noise": 0.1,
-    "base_lr": 0.002, "total_steps": 300, "max_steps": 300,
-}
-
-
-def landcover_windows(
-    cube: TrainingCube | str | os.PathLike, modality: str = "s2_l2a", window: int = 32,
-    time_index: int = 0, normalization: str = "terrafm-v1",
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """Cut a cube into non-overlapping labelled windows.
-
-    Returns
-    -------
-    x : Tensor (N, C, window, window)
-        Normalised inputs (NaN -> 0).
-    labels : ndarray (N,)
-        Majority WorldCover class of each window (windows without land-cover are dropped).
-    split : ndarray (N,) bool
-        Checkerboard of 4 x 4-window blocks: True = training window.
-    """
-    from xterrafm.model_input import normalize_and_fill
-
-    if not isinstance(cube, TrainingCube):
-        cube = TrainingCube(cube)
-    ny, nx = cube.height // window, cube.width // window
-    region = (0, ny * window, 0, nx * window)
-    raw = cube.read_modality(modality, region, times=[time_index])[0]
-    x = normalize_and_fill(raw, modality, normalization)[0]
-    lc = cube.read_landcover(region)
-    xs, labels, split = [], [], []
-    for i in range(ny):
-        for j in range(nx):
-            lab = lc[i * window:(i + 1) * window, j * window:(j + 1) * window].ravel()
-            lab = lab[lab > 0]
-            if lab.size == 0:
-                continue
-            values, counts = np.unique(lab, return_counts=True)
-            xs.append(x[:, i * window:(i + 1) * window, j * window:(j + 1) * window])
-            labels.append(int(values[np.argmax(counts)]))
-            split.append(((i // 4) + (j // 4)) % 2 == 0)
-    return torch.from_numpy(np.stack(xs)), np.asarray(labels), np.asarray(split)
+#: Scene seeds of pretraining seed ``s``: ``base + s`` (scored protocol).
+SCENES: dict[str, int] = {"train": 100, "fit": 200, "test": 300}
+#: Scenes on which the recipe was chosen (never scored by this protocol).
+SELECTION_SCENES: dict[str, int] = {"train": 900, "fit": 950, "test": 951}
+#: Modalities of the training scene and of the probed windows (fused encoder input).
+MODALITIES: tuple[str, ...] = ("s1", "s2_l2a")
+PROBES: tuple[str, ...] = ("knn", "linear")
+METRICS: tuple[str, ...] = ("accuracy", "macro_accuracy")
+#: Run plumbing on top of the ``tiny`` recipe (one process, no checkpoints, no bar).
+RUN_OVERRIDES: dict[str, object] = {"num_workers": 0, "progress": False,
+                                    "checkpoint_every": 10**9}
 
 
-@torch.no_grad()
-def knn_landcover_accuracy(
-    model: nn.Module, cube: TrainingCube | str | os.PathLike, modality: str = "s2_l2a",
-    window: int = 32, k: int = 10, batch_size: int = 256,
-) -> float:
-    """Top-1 kNN accuracy of ``model``'s CLS embeddings on majority land-cover labels.
+def _scene_cube(seed: int, size: int):
+    from xterrafm.datasets.structured import make_structured_scene
+
+    scene = make_structured_scene(seed=seed, size=size)
+    return scene.cube.assign(region=(("y", "x"), scene.regions))
+
+
+def _score(train_f, fit_y, test_f, test_y) -> tuple[dict, dict]:
+    pred = probe_predictions(train_f, fit_y, test_f)
+    return {p: score_predictions(test_y, pred[p]) for p in PROBES}, pred
+
+
+def run_seed(seed: int, workdir: str | os.PathLike, *, steps: int | None = None,
+             train_size: int = 1024, probe_size: int = 1536,
+             scenes: dict[str, int] = SCENES, overrides: dict | None = None,
+             n_boot: int = 1000) -> dict:
+    """Pretrain one seed and score it against random init and the no-model baselines.
 
     Parameters
     ----------
-    model : TerraFM
-        Encoder (``model(x, modality=...) -> (B, D)``).
-    cube : TrainingCube or path
-    modality : str
-    window : int
-        Window side in pixels (a multiple of the patch size).
-    k : int
-        Neighbours of the cosine kNN.
-    """
-    from xterrafm.eval.knn_probe import knn_accuracy
-
-    x, labels, split = landcover_windows(cube, modality, window)
-    model.eval()
-    emb = torch.cat([model(x[i:i + batch_size], modality=modality)
-                     for i in range(0, len(x), batch_size)]).float()
-    return float(knn_accuracy(emb[split], labels[split], emb[~split], labels[~split], k=k))
-
-
-def embedding_effective_rank(embeddings: torch.Tensor) -> float:
-    """Effective rank of a set of embeddings: a measure of dimensional collapse.
-
-    ``exp(H(p))`` with ``p`` the normalised squared singular values of the centred
-    embeddings: ``D`` when the variance is spread evenly over ``D`` directions, 1 when it lies
-    on one direction (collapse).
-
-    Parameters
-    ----------
-    embeddings : Tensor (N, D)
+    seed : int
+        Seeds the run (``config.seed``) and picks the scenes ``scenes[...] + seed``.
+    workdir : path-like
+        Gets the run folder ``seed<seed>/``.
+    steps : int, optional
+        Pretraining steps (``total_steps`` and ``max_steps``); default the recipe's.
+    train_size, probe_size : int
+        Sides (px) of the training scene and of the two held-out scenes.
+    scenes : dict
+        Scene seed bases (``train``, ``fit``, ``test``).
+    overrides : dict, optional
+        Further config overrides (ablations).
+    n_boot : int
+        Region-bootstrap resamples of each interval.
 
     Returns
     -------
-    float
-        Between 1 and ``min(N, D)``.
+    dict
+        Per-seed record (see :func:`run_evidence`).
     """
-    if embeddings.ndim != 2 or embeddings.shape[0] < 2:
-        raise ValueError(f"need (N >= 2, D) embeddings, got {tuple(embeddings.shape)}")
-    x = embeddings.double()
-    s2 = torch.linalg.svdvals(x - x.mean(0)) ** 2
-    if float(s2.sum()) == 0.0:
-        raise ValueError("all embeddings are identical: the effective rank is undefined")
-    p = s2 / s2.sum()
-    p = p[p > 0]
-    return float(torch.exp(-(p * p.log()).sum()))
+    from xterrafm.pretrain.config import load_config
+    from xterrafm.pretrain.trainer import train
+    from xterrafm.weights import load_model
+
+    over = {**RUN_OVERRIDES, **(overrides or {}), "seed": seed}
+    if steps is not None:
+        over.update(total_steps=steps, max_steps=steps)
+    config = load_config("tiny", over)
+    out = Path(workdir) / f"seed{seed}"
+    if (out / "checkpoint.pt").exists():
+        (out / "checkpoint.pt").unlink()
+    t0 = time.perf_counter()
+    train_cube = _scene_cube(scenes["train"] + seed, train_size)
+    result = train(config, [train_cube], out)
+    train_s = time.perf_counter() - t0
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    records = records[-len(result.losses):]
+    tail = records[-max(1, len(records) // 10):]
+
+    t1 = time.perf_counter()
+    fit = scene_windows(_scene_cube(scenes["fit"] + seed, probe_size), MODALITIES)
+    test = scene_windows(_scene_cube(scenes["test"] + seed, probe_size), MODALITIES)
+    scores: dict[str, dict] = {}
+    preds: dict[str, dict] = {}
+    encoders = {"pretrained": load_model(config.model, weights=result.export_path),
+                "random_init": load_model(config.model, seed=seed)}
+    ranks = {}
+    for name, model in encoders.items():
+        f_fit, f_test = encoder_features(model, fit), encoder_features(model, test)
+        ranks[name] = embedding_effective_rank(torch.from_numpy(f_test))
+        scores[name], preds[name] = _score(f_fit, fit.labels, f_test, test.labels)
+    for kind in BASELINES:
+        scores[kind], preds[kind] = _score(baseline_features(fit, kind), fit.labels,
+                                           baseline_features(test, kind), test.labels)
+    best = {p: {m: max(BASELINES, key=lambda k, p=p, m=m: scores[k][p][m]) for m in METRICS}
+            for p in PROBES}
+    record: dict = {
+        "seed": seed,
+        "scenes": {k: v + seed for k, v in scenes.items()},
+        "steps": result.step,
+        "train_seconds": round(train_s, 1),
+        "eval_seconds": 0.0,
+        "n_windows": {"fit": len(fit), "test": len(test)},
+        "loss_first_last": [float(np.mean(result.losses[:max(1, len(result.losses) // 10)])),
+                            float(np.mean([r["loss"] for r in tail]))],
+        "teacher_entropy": float(np.mean([r["teacher_entropy"] for r in tail])),
+        "teacher_marginal_entropy": float(np.mean([r["teacher_marginal_entropy"] for r in tail])),
+        "pretrained": {**scores["pretrained"], "effective_rank": ranks["pretrained"]},
+        "random_init": {**scores["random_init"], "effective_rank": ranks["random_init"]},
+        "baselines": {k: scores[k] for k in BASELINES},
+        "no_model_baseline": {p: {m: {"baseline": best[p][m], "value": scores[best[p][m]][p][m]}
+                                  for m in METRICS} for p in PROBES},
+    }
+    margins, intervals = {}, {}
+    for p in PROBES:
+        margins[p], intervals[p] = {}, {}
+        for m in METRICS:
+            rival = max(("random_init", best[p][m]), key=lambda k, p=p, m=m: scores[k][p][m])
+            margins[p][m] = {"vs": rival, "value": scores["pretrained"][p][m] - scores[rival][p][m]}
+            ci = bootstrap_interval(test.labels, test.groups,
+                                    {"pretrained": preds["pretrained"][p], rival: preds[rival][p]},
+                                    metric=m, reference=rival, n_boot=n_boot, seed=seed)
+            intervals[p][m] = {"pretrained": ci["pretrained"], rival: ci[rival],
+                               "margin": ci[f"pretrained-{rival}"]}
+    record["margin"] = margins
+    record["ci95_regions"] = intervals
+    record["eval_seconds"] = round(time.perf_counter() - t1, 1)
+    return record
+
+
+def summarize(records: Sequence[dict]) -> dict:
+    """Mean margin per probe and metric over seeds, with a t interval and the per-seed signs."""
+    from statistics import NormalDist
+
+    out: dict = {}
+    n = len(records)
+    # two-sided 95 % Student t quantiles for n - 1 degrees of freedom (normal beyond 30)
+    t975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+            9: 2.262}.get(n - 1, NormalDist().inv_cdf(0.975))
+    for p in PROBES:
+        out[p] = {}
+        for m in METRICS:
+            v = np.array([r["margin"][p][m]["value"] for r in records])
+            half = float(t975 * v.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+            out[p][m] = {"mean_margin": float(v.mean()), "ci95": [float(v.mean() - half),
+                                                                 float(v.mean() + half)],
+                         "min_margin": float(v.min()), "all_seeds_above": bool((v > 0).all())}
+    return out
+
+
+def _machine() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        info["load_average_start"] = list(os.getloadavg())
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return info
+
+
+def run_evidence(seeds: Sequence[int] = (0, 1, 2), workdir: str | os.PathLike = "evidence-runs",
+                 **kwargs) -> dict:
+    """Run the protocol for several seeds; returns the JSON document (see the module docstring).
+
+    ``kwargs`` go to :func:`run_seed` (``steps``, ``train_size``, ``probe_size``, ...).
+    """
+    from xterrafm.pretrain.config import load_config
+
+    t0 = time.perf_counter()
+    machine = _machine()
+    records = [run_seed(s, workdir, **kwargs) for s in seeds]
+    try:
+        machine["load_average_end"] = list(os.getloadavg())
+    except OSError:  # pragma: no cover
+        pass
+    recipe = load_config("tiny", {**RUN_OVERRIDES, **(kwargs.get("overrides") or {})}).to_dict()
+    if kwargs.get("steps"):
+        recipe.update(total_steps=kwargs["steps"], max_steps=kwargs["steps"])
+    summary = summarize(records)
+    return {
+        "protocol": {"recipe": recipe, "modalities": list(MODALITIES), "window_px": 32,
+                     "min_purity": 0.75, "probes": list(PROBES), "metrics": list(METRICS),
+                     "scenes": SCENES, "selection_scenes": SELECTION_SCENES,
+                     "baselines": list(BASELINES),
+                     "bootstrap_resamples": kwargs.get("n_boot", 1000)},
+        "machine": machine,
+        "seeds": records,
+        "summary": summary,
+        "done": all(summary[p][m]["all_seeds_above"] and summary[p][m]["mean_margin"] >= 0.03
+                    for p in PROBES for m in METRICS),
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: run the protocol and write the JSON document."""
+    parser = argparse.ArgumentParser(prog="python -m xterrafm.pretrain.evidence",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--json", required=True, help="output JSON file")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workdir", default=None, help="run folders (default: beside --json)")
+    parser.add_argument("--steps", type=int, default=None, help="pretraining steps per seed")
+    parser.add_argument("--train-size", type=int, default=1024,
+                        help="side (px) of each seed's training scene")
+    parser.add_argument("--probe-size", type=int, default=1536,
+                        help="side (px) of each held-out scene (probe fit and scored)")
+    parser.add_argument("--bootstrap", type=int, default=1000,
+                        help="region-bootstrap resamples of each interval")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    args = parser.parse_args(argv)
+    for name in ("steps", "train_size", "probe_size", "bootstrap", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.json)
+    workdir = Path(args.workdir) if args.workdir else out.with_suffix("").with_name(
+        out.stem + "-runs")
+    doc = run_evidence(args.seeds, workdir, steps=args.steps, train_size=args.train_size,
+                       probe_size=args.probe_size, n_boot=args.bootstrap)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1))
+    for p in PROBES:
+        for m in METRICS:
+            s = doc["summary"][p][m]
+            print(f"{p:6s} {m:15s} mean margin {s['mean_margin']:+.3f} "
+                  f"(95% CI {s['ci95'][0]:+.3f} .. {s['ci95'][1]:+.3f}), min {s['min_margin']:+.3f}")
+    print(f"done: {doc['done']}; {doc['wall_seconds']:.0f} s; written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,9 +5,14 @@ are centred by ``c = λ·c_batch + (1-λ)·c_class`` before sharpening, where
 
 - ``c_batch`` is DINO's center: an EMA of the mean teacher logit vector over the batch;
 - ``c_class`` is a class-frequency-aware center: an EMA of the weighted mean of the teacher
-  logits, each sample weighted by the inverse land-cover frequency of its tile,
-  ``w_i = Σ_c p_i(c) · f_c^(-β)`` with ``p_i`` the tile's class proportions, ``f_c`` the global
-  class frequencies and ``β`` (``center_alpha``, default 1) the exponent.
+  logits, each sample weighted by the inverse frequency of its tile's land cover *among the
+  samples drawn*, ``w_i = Σ_c p_i(c) · q_c^(-β)`` with ``p_i`` the tile's class proportions,
+  ``q_c`` the class frequencies of what the sampler draws
+  (:func:`xterrafm.data.sampling.sampled_class_frequencies`) and ``β`` (``center_alpha``,
+  default 1) the exponent. With ``β = 1`` the class center is the class-balanced mean of the
+  teacher logits whatever the sampler does: it corrects only what the land-cover-aware
+  sampling has not already corrected (weighting by the scene's frequencies ``f_c`` instead
+  would compound the two, giving rare classes about ``f_c^(-α-β)``, past balanced).
 
 With ``λ = 1`` the loss and the center update are exactly DINO's.
 """
@@ -22,6 +27,8 @@ with import_gate():
     import torch.nn.functional as F
     from torch import nn
 
+from xterrafm.pretrain.sinkhorn import sinkhorn_knopp
+
 __all__ = ["DualCenteringDINOLoss", "inverse_frequency_weights"]
 
 
@@ -35,7 +42,8 @@ def inverse_frequency_weights(
     class_proportions : Tensor, shape (B, n_classes)
         Land-cover class proportions of each sample's tile (rows sum to 1, or 0 if unlabelled).
     class_frequencies : Tensor, shape (n_classes,)
-        Global class frequencies ``f_c`` (sum to 1). Classes with ``f_c = 0`` get weight 0.
+        Class frequencies (sum to 1) to correct for: the trainer passes those of the samples
+        drawn, ``q_c``. Classes with frequency 0 get weight 0.
     exponent : float
         Exponent ``β`` of the inverse frequency.
 
@@ -68,6 +76,14 @@ class DualCenteringDINOLoss(nn.Module):
     lam : float
         Weight λ of the batch center; ``1 - λ`` goes to the class-frequency-aware center.
         ``λ = 1`` is DINO.
+    centering : {"ema", "sinkhorn"}
+        ``"ema"``: the dual EMA centers above. ``"sinkhorn"``: Sinkhorn-Knopp equipartition
+        of the teacher assignments (:func:`xterrafm.pretrain.sinkhorn.sinkhorn_knopp`, as
+        DINOv2) with per-sample masses ``λ·(1/N) + (1-λ)·w_i/Σw`` — ``λ = 1`` is DINOv2's
+        uniform equipartition, smaller λ shares the prototypes out between land-cover classes.
+        The EMA centers are still updated (and saved) but not used.
+    sinkhorn_iterations : int
+        Alternating normalisations of the Sinkhorn-Knopp centering (3).
 
     Notes
     -----
@@ -83,10 +99,16 @@ class DualCenteringDINOLoss(nn.Module):
         student_temp: float = 0.1,
         center_momentum: float = 0.9,
         lam: float = 0.5,
+        centering: str = "ema",
+        sinkhorn_iterations: int = 3,
     ) -> None:
         super().__init__()
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"lam (λ) must be in [0, 1], got {lam}")
+        if centering not in ("ema", "sinkhorn"):
+            raise ValueError(f"centering must be 'ema' or 'sinkhorn', got {centering!r}")
+        self.centering = centering
+        self.sinkhorn_iterations = int(sinkhorn_iterations)
         if not 0.0 <= center_momentum <= 1.0:
             raise ValueError(f"center_momentum must be in [0, 1], got {center_momentum}")
         self.n_global_views = n_global_views
@@ -103,9 +125,21 @@ class DualCenteringDINOLoss(nn.Module):
         """The combined center ``λ·c_batch + (1-λ)·c_class``, shape (1, K)."""
         return self.lam * self.center_batch + (1.0 - self.lam) * self.center_class
 
-    def teacher_probabilities(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
-        """Centred, sharpened teacher distributions, shape like ``teacher_logits``."""
-        return F.softmax((teacher_logits.float() - self.center) / teacher_temp, dim=-1)
+    def teacher_probabilities(self, teacher_logits: torch.Tensor, teacher_temp: float,
+                              sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Centred, sharpened teacher distributions, shape like ``teacher_logits``.
+
+        ``sample_weights`` (B,) matter only for the Sinkhorn-Knopp centering with λ < 1.
+        """
+        if self.centering == "ema":
+            return F.softmax((teacher_logits.float() - self.center) / teacher_temp, dim=-1)
+        n = teacher_logits.shape[0]
+        mass = torch.full((n,), 1.0 / n, device=teacher_logits.device)
+        if self.lam < 1.0 and sample_weights is not None:
+            w = sample_weights.to(device=mass.device, dtype=torch.float32).repeat(
+                n // sample_weights.shape[0])
+            mass = self.lam * mass + (1.0 - self.lam) * w / w.sum().clamp_min(1e-12)
+        return sinkhorn_knopp(teacher_logits, teacher_temp, mass, self.sinkhorn_iterations)
 
     def forward(
         self,
@@ -146,7 +180,7 @@ class DualCenteringDINOLoss(nn.Module):
         if student_logits.shape[0] % b:
             raise ValueError("student_logits rows must be a multiple of the batch size")
         n_views = student_logits.shape[0] // b
-        probs = self.teacher_probabilities(teacher_logits.detach(), teacher_temp)
+        probs = self.teacher_probabilities(teacher_logits.detach(), teacher_temp, sample_weights)
         # mean entropy of the teacher distributions (nats): ln K means collapse to uniform,
         # 0 collapse to one prototype; logged to watch for either.
         self.last_teacher_entropy = float(-(probs * probs.clamp_min(1e-30).log()).sum(-1).mean())

@@ -141,7 +141,7 @@ def build_dataset(config: PretrainConfig, data: Sequence[object], rank: int | No
         n_local=config.n_local_crops, global_scale=tuple(config.global_crop_scale),
         local_scale=tuple(config.local_crop_scale), brightness=config.brightness,
         contrast=config.contrast, band_jitter=config.band_jitter, noise=config.noise,
-        radiometric_p=config.radiometric_p,
+        radiometric_p=config.radiometric_p, grayscale_p=config.grayscale_p,
     )
     return TileDataset(
         list(data), tile_size=config.tile_size, min_valid_fraction=config.min_valid_fraction,
@@ -153,8 +153,13 @@ def build_dataset(config: PretrainConfig, data: Sequence[object], rank: int | No
 
 def build_models(config: PretrainConfig, modalities: Sequence[str]
                  ) -> tuple[MultiViewModel, MultiViewModel]:
-    """Student and teacher (same initial weights, teacher without gradients), seeded."""
+    """Student and teacher (same initial weights, teacher without gradients), seeded.
+
+    The student's blocks get stochastic depth rising to ``drop_path_rate``; the teacher has
+    none (as in DINO), so its EMA weights are used whole.
+    """
     from xterrafm.models.terrafm import TerraFM
+    from xterrafm.models.vit import set_drop_path
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -163,6 +168,7 @@ def build_models(config: PretrainConfig, modalities: Sequence[str]
                         config.head_bottleneck_dim, config.head_layers, config.norm_last_layer)
     student = MultiViewModel(backbone, head, modalities)
     teacher = copy.deepcopy(student)
+    set_drop_path(student.backbone.blocks, config.drop_path_rate)
     for p in teacher.parameters():
         p.requires_grad_(False)
     return student, teacher
@@ -281,7 +287,7 @@ def _train(config: PretrainConfig, data: Sequence[object] | None, output: Path, 
     student, teacher = build_models(config, dataset.modalities)
     student.to(env.device)
     teacher.to(env.device)
-    teacher.train()  # no dropout in TerraFM; train mode keeps the (stale-cache-free) slow path
+    teacher.train()  # no drop path in the teacher; train mode keeps the (stale-cache-free) slow path
     if config.compile:
         for block in student.backbone.blocks:
             block.compile()
@@ -289,8 +295,11 @@ def _train(config: PretrainConfig, data: Sequence[object] | None, output: Path, 
     criterion = DualCenteringDINOLoss(
         config.out_dim, n_global_views=2, student_temp=config.student_temp,
         center_momentum=config.center_momentum, lam=config.center_lambda,
+        centering=config.centering,
     ).to(env.device)
-    class_freq = torch.as_tensor(dataset.class_frequencies, dtype=torch.float32,
+    # the class center reweights by what the sampler draws, not by the scene's frequencies:
+    # it corrects only the imbalance that the land-cover-aware sampling leaves
+    class_freq = torch.as_tensor(dataset.sampled_class_frequencies, dtype=torch.float32,
                                  device=env.device)
     optimizer = torch.optim.AdamW(_param_groups(student), lr=0.0, weight_decay=0.0)
     peak_lr = scaled_lr(config.base_lr, global_batch)
