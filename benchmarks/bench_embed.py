@@ -100,28 +100,74 @@ def _load(scene, chunk: int | None):
 
 def run_end_to_end(scene, weights: str, model: str, workers: int, batch: int, tile: int,
                    out: Path, chunk: int | None = None, wave_size: int | None = None,
-                   threads: int = 1) -> dict:
-    """Embed the scene to Zarr on a fresh LocalCluster; wall time and worker peak memory."""
+                   threads: int = 1, precision: str = "auto", profile: bool = False) -> dict:
+    """Embed the scene to Zarr on a fresh LocalCluster; wall time and worker peak memory
+    (``profile``: also where the workers' time went, from a task stream)."""
+    import contextlib
+
+    from distributed import get_task_stream
+
     from xterrafm.store import embed_to_zarr
 
     cluster, client = _cluster(workers, threads)
     try:
         cube = _load(scene, chunk)
+        stream = get_task_stream(client) if profile else contextlib.nullcontext()
+        wall0 = time.time()
         t0 = time.perf_counter()
-        summary = embed_to_zarr(cube, out, client=client, model=model, weights=weights,
-                                tile=tile, batch_size=batch, overwrite=True, progress=False,
-                                wave_size=wave_size or "auto")
+        with stream as ts:
+            summary = embed_to_zarr(cube, out, client=client, model=model, weights=weights,
+                                    tile=tile, batch_size=batch, overwrite=True,
+                                    progress=False,
+                                    wave_size=wave_size or "auto", precision=precision)
         seconds = time.perf_counter() - t0
+        streamed = task_stream_summary(ts.data, wall0, wall0 + seconds) if profile else None
+        resolved = _store_precision(out)
         rss = client.run(_peak_rss_mib)
     finally:
         client.close()
         cluster.close()
     return {"seconds": seconds, "windows": summary.counts.written.cells,
-            "blocks": summary.counts.blocks_total, "peak_rss_mib": max(rss.values())}
+            "blocks": summary.counts.blocks_total, "peak_rss_mib": max(rss.values()),
+            "precision": resolved, **({"task_stream": streamed} if profile else {})}
+
+
+def task_stream_summary(records: list[dict], start: float, stop: float) -> dict:
+    """Where the workers' time went: compute seconds per task prefix, idle thread time, and
+    the delay from the call to the first forward pass and from the last one to the end.
+
+    ``records`` are distributed task-stream records; ``start``/``stop`` the job's wall clock.
+    """
+    per: dict[str, float] = {}
+    first_model, last_model = None, None
+    busy: dict[tuple, float] = {}
+    for r in records:
+        prefix = str(r["key"][0] if isinstance(r["key"], tuple) else r["key"]).split("-")[0]
+        for ss in r["startstops"]:
+            if ss["action"] != "compute":
+                continue
+            per[prefix] = per.get(prefix, 0.0) + ss["stop"] - ss["start"]
+            busy[(r["worker"], r.get("thread"))] = (busy.get((r["worker"], r.get("thread")),
+                                                             0.0) + ss["stop"] - ss["start"])
+            if prefix.startswith("terrafm") or prefix.startswith("embed"):
+                first_model = min(first_model or ss["start"], ss["start"])
+                last_model = max(last_model or ss["stop"], ss["stop"])
+    return {"compute_s_by_prefix": {k: round(v, 2) for k, v in sorted(per.items(),
+                                                                      key=lambda kv: -kv[1])},
+            "threads_busy_s": {str(k[1]): round(v, 2) for k, v in busy.items()},
+            "first_model_task_after_s": round(first_model - start, 2) if first_model else None,
+            "after_last_model_task_s": round(stop - last_model, 2) if last_model else None}
+
+
+def _store_precision(out: Path) -> str:
+    """The precision a store's embeddings were computed at (``"auto"`` resolved)."""
+    import zarr
+
+    return str(zarr.open_group(str(out), mode="r")["embeddings"].attrs["precision"])
 
 
 def run_bare_model(scene, weights: str, model: str, threads: int, batch: int,
-                   tile: int) -> dict:
+                   tile: int, precision: str = "auto") -> dict:
     """The same windows, normalised in memory, through the model alone."""
     import torch
 
@@ -134,7 +180,9 @@ def run_bare_model(scene, weights: str, model: str, threads: int, batch: int,
     t_len, c, h, w = pixels.shape
     windows = [pixels[t, :, y:y + tile, x:x + tile] for t in range(t_len)
                for y in range(0, h - tile + 1, tile) for x in range(0, w - tile + 1, tile)]
-    net = xterrafm.load_model(model, weights)
+    from xterrafm.models.precision import resolve_precision
+
+    net = xterrafm.load_model(model, weights, precision=resolve_precision(precision, "cpu"))
     torch.set_num_threads(threads)
     with torch.inference_mode():
         net(torch.from_numpy(np.stack(windows[:batch])), modality="s2_l2a")  # warm-up
@@ -165,6 +213,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--memory-chunk", type=int, default=448,
                    help="reader chunk side of the memory runs (small blocks: steady state)")
     p.add_argument("--wave-size", type=int, default=None, help="blocks per wave (default: embed_to_zarr's 'auto')")
+    p.add_argument("--precision", default="auto", help="precision of both (default: auto)")
+    p.add_argument("--profile", action="store_true",
+                   help="also print a task-stream summary of one extra end-to-end run")
     p.add_argument("--workdir", default=None)
     a = p.parse_args(argv)
 
@@ -181,8 +232,10 @@ def main(argv: list[str] | None = None) -> dict:
             e2e_s, bare_s = [], []
             for _ in range(max(1, a.repeat)):
                 e2e = run_end_to_end(scene, weights, a.model, a.workers, a.batch, a.tile,
-                                     root / "e2e.zarr", a.chunk, threads=a.threads_per_worker)
-                bare = run_bare_model(scene, weights, a.model, threads, a.batch, a.tile)
+                                     root / "e2e.zarr", a.chunk, threads=a.threads_per_worker,
+                                     precision=a.precision)
+                bare = run_bare_model(scene, weights, a.model, threads, a.batch, a.tile,
+                                      precision=a.precision)
                 e2e_s.append(e2e["seconds"])
                 bare_s.append(bare["seconds"])
             e2e["seconds"], bare["seconds"] = min(e2e_s), min(bare_s)
@@ -193,7 +246,15 @@ def main(argv: list[str] | None = None) -> dict:
                           windows=e2e["windows"], ratio=round(e2e["seconds"] / bare["seconds"], 3),
                           ratio_pairwise_median=round(float(np.median(
                               [a / b for a, b in zip(e2e_s, bare_s, strict=True)])), 3))
+            result["precision_resolved"] = e2e["precision"]
             print(json.dumps(result), flush=True)
+            if a.profile:
+                prof = run_end_to_end(scene, weights, a.model, a.workers, a.batch, a.tile,
+                                      root / "e2e.zarr", a.chunk, threads=a.threads_per_worker,
+                                      precision=a.precision, profile=True)
+                result["profiled_run"] = {"seconds": round(prof["seconds"], 2),
+                                          **prof["task_stream"]}
+                print(json.dumps(result["profiled_run"]), flush=True)
         if not a.skip_memory:
             mem_model = a.memory_model or a.model
             weights = _weights(mem_model, root)

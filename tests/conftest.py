@@ -13,6 +13,10 @@ import pytest
 
 # Keep torch from oversubscribing the 2-core CI machine when dask threads also run.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# precision="auto" follows the CPU (bf16 where it is native). Tests compare embeddings with fp32
+# forward passes by hand, so every CPU answers "not native" unless a test says otherwise
+# (monkeypatch.setenv); worker processes inherit this.
+os.environ.setdefault("XTERRAFM_CPU_BF16", "0")
 
 TESTS_DIR = Path(__file__).parent
 REFERENCE_TSV = TESTS_DIR / "data" / "terrafm_state_dict.tsv"

@@ -24,19 +24,26 @@ from typing import Any
 from xterrafm._imports import import_gate
 from xterrafm._version import __version__
 from xterrafm.bands import get_modality
+from xterrafm.embedding.runtime import precision_report
 from xterrafm.embedding.scheduling import gpu_resources
 from xterrafm.embedding.settings import EmbedSettings
 from xterrafm.embedding.spec import ModelSpec
 from xterrafm.embedding.windows import AxisWindows, output_geobox
-from xterrafm.errors import RandomWeightsWarning, UsageError, WeightsNotFoundError
+from xterrafm.errors import (
+    RandomWeightsWarning,
+    UsageError,
+    WeightsNotFoundError,
+    XterrafmWarning,
+)
 from xterrafm.hub import describe_source, is_hub_request, resolve_weights_for_cluster
 from xterrafm.models.config import get_config
+from xterrafm.models.precision import canonical_precision
 
 with import_gate():
     from odc.geo.geobox import GeoBox
 
 __all__ = ["FILL_NOTE", "RANDOM_WEIGHTS_NOTE", "EmbedPlan", "check_weights_path", "describe_model",
-           "make_plan", "weights_stamp"]
+           "make_plan", "resolve_job_precision", "weights_stamp"]
 
 #: How inputs are filled and masked, recorded with every output.
 FILL_NOTE = ("invalid pixels (NaN in any band after normalisation, or outside the scene) are "
@@ -96,6 +103,68 @@ def _check_device(device: str, client: Any) -> None:
         where = "this machine" if client is None else "any worker of the cluster"
         raise UsageError(f"device={device!r}: torch sees no CUDA device on {where}; use "
                          "device='auto' or 'cpu'")
+
+
+def _model_workers(client: Any, resources: Mapping | None) -> list[str]:
+    """Addresses of the workers that can run model tasks (those with ``resources``)."""
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    return [addr for addr, info in workers.items()
+            if not resources or all((info.get("resources") or {}).get(k, 0) >= v
+                                    for k, v in resources.items())]
+
+
+def resolve_job_precision(precision: str, device: str, client: Any = None,
+                          resources: Mapping | None = None) -> tuple[str, str]:
+    """The one precision every model task of a job runs at, and why.
+
+    Parameters
+    ----------
+    precision : str
+        The setting (``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"``).
+    device : str
+        The device setting.
+    client : distributed.Client, optional
+        ``"auto"`` is resolved on the workers that can run model tasks
+        (:func:`xterrafm.embedding.runtime.precision_report`); without a client, in this
+        process (where local schedulers run the tasks).
+    resources : mapping, optional
+        Resource request of the model tasks.
+
+    Returns
+    -------
+    precision : str
+        ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+    reason : str
+        How it was chosen (recorded in the output's attrs).
+
+    Notes
+    -----
+    A store holds one precision, so a job never mixes them. When the workers disagree (some
+    CPUs with native bf16, some without; GPUs beside CPUs) every worker runs fp32, the
+    reference precision, which is never the slow choice anywhere, and an
+    :class:`~xterrafm.errors.XterrafmWarning` names the workers; ``precision="bf16"`` forces
+    bf16. With no worker to ask (a cluster still scaling up) ``"auto"`` is fp32.
+    """
+    precision = canonical_precision(precision)
+    if precision != "auto":
+        return precision, "requested"
+    if client is None:
+        rep = precision_report(device)
+        return rep["precision"], f"auto in this process: {rep['reason']}"
+    addrs = _model_workers(client, resources)
+    if not addrs:
+        return "fp32", "auto with no worker to ask: fp32"
+    reports = client.run(precision_report, device, workers=addrs)
+    chosen = sorted({r["precision"] for r in reports.values()})
+    if len(chosen) == 1:
+        reasons = "; ".join(sorted({r["reason"] for r in reports.values()}))
+        return chosen[0], f"auto on {len(reports)} worker(s): {reasons}"
+    listing = ", ".join(f"{addr}: {r['precision']} ({r['reason']})"
+                        for addr, r in sorted(reports.items()))
+    warnings.warn(f"precision='auto': the workers would resolve it differently ({listing}); "
+                  "every worker runs fp32 so that the output has one precision. Pass "
+                  "precision='bf16' or 'fp32' to choose.", XterrafmWarning, stacklevel=4)
+    return "fp32", f"auto on a mixed cluster ({', '.join(chosen)}): fp32"
 
 
 def describe_model(model: str, weights: str | None, seed: int,
@@ -167,6 +236,9 @@ class EmbedPlan:
         Dates of the input (ISO strings), one output slice each.
     weights_source : str
         Where the weights come from (file path, ``"hf"``, ``"random-init(seed=0)"``).
+    precision_reason : str
+        How ``spec.precision`` (always resolved: ``"fp32"``, ``"bf16"`` or ``"fp16"``) was
+        chosen (:func:`resolve_job_precision`).
     calibration : str
         How the input became physical units and how that was checked
         (:func:`xterrafm.embedding.calibration.calibrate_input`).
@@ -183,6 +255,7 @@ class EmbedPlan:
     out_geobox: GeoBox
     times: tuple[str, ...] = field(default=())
     weights_source: str = ""
+    precision_reason: str = ""
     calibration: str = ""
 
     @property
@@ -199,7 +272,7 @@ class EmbedPlan:
     def fingerprint(self) -> dict:
         """The settings that make two stores interchangeable block by block (JSON-ready):
         model, weights sha256, modality, normalisation, level, tile, stride, min_valid, seed,
-        output grid (CRS WKT, transform, shape), dates, embedding width."""
+        resolved precision, output grid (CRS WKT, transform, shape), dates, embedding width."""
         s = self.settings
         gbox = self.out_geobox
         return {
@@ -212,6 +285,7 @@ class EmbedPlan:
             "stride": s.step,
             "min_valid": s.min_valid,
             "seed": s.seed,
+            "precision": self.spec.precision,
             "grid": {"crs": gbox.crs.to_wkt(), "transform": list(gbox.affine)[:6],
                      "shape": list(gbox.shape)},
             "time": list(self.times),
@@ -238,7 +312,9 @@ class EmbedPlan:
             "fill": FILL_NOTE,
             "calibration": self.calibration or "not recorded",
             "device": s.device,
-            "precision": s.precision,
+            "precision": self.spec.precision,
+            "precision_requested": s.precision,
+            "precision_choice": self.precision_reason,
             "xterrafm_version": str(__version__),
         }
 
@@ -297,18 +373,22 @@ def make_plan(settings: EmbedSettings, *, modality: str, geobox: GeoBox,
     except ValueError as err:
         raise UsageError(str(err)) from None
     sha, source, dim = describe_model(settings.model, weights, settings.seed, stamp)
+    resources = gpu_resources(settings.resources, client)
+    precision, precision_reason = resolve_job_precision(
+        settings.precision, settings.device, client,
+        resources if isinstance(resources, Mapping) else None)
     spec = ModelSpec(model=settings.model, weights=weights, weights_sha256=sha,
                      modality=modality, normalize=settings.normalize, seed=settings.seed,
-                     device=settings.device, precision=settings.precision,
+                     device=settings.device, precision=precision,
                      batch_size=settings.batch_size, torch_threads=settings.torch_threads,
                      weights_stamp=stamp)
     if settings.block_cells is None:
         cells = (_default_cells(chunks[0], y_ax), _default_cells(chunks[1], x_ax))
     else:
         cells = tuple(settings.block_cells)
-    resources = gpu_resources(settings.resources, client)
     return EmbedPlan(settings=settings, spec=spec, y=y_ax, x=x_ax, cells=cells, embed_dim=dim,
                      resources=dict(resources) if isinstance(resources, Mapping) else None,
                      geobox=geobox, out_geobox=output_geobox(geobox, y_ax, x_ax),
                      times=tuple(str(t) for t in times), weights_source=source,
+                     precision_reason=precision_reason,
                      calibration=calibration)

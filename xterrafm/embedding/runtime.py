@@ -40,6 +40,7 @@ __all__ = [
     "cuda_available",
     "default_torch_threads",
     "get_model",
+    "precision_report",
     "preload",
     "record",
     "resolve_batch_size",
@@ -73,6 +74,34 @@ def resolve_device(device: str) -> str:
         raise RuntimeError(f"device={device!r} was requested but torch sees no CUDA device in "
                            f"this process (pid {os.getpid()})")
     return str(device)
+
+
+def precision_report(device: str = "auto") -> dict[str, Any]:
+    """What ``precision="auto"`` becomes in this process, and why.
+
+    Run on every worker (``client.run``) when a job's plan is made, so that the plan records
+    the precision the workers will run at.
+
+    Parameters
+    ----------
+    device : str
+        The job's device setting (``"auto"`` resolves here, as :func:`resolve_device` does).
+
+    Returns
+    -------
+    dict
+        ``device`` (resolved), ``precision`` (``"auto"`` resolved on it), ``native_bf16`` (the
+        CPU's verdict, or None on a GPU) and ``reason``.
+    """
+    from xterrafm.models.cpu_bf16 import cpu_bf16
+
+    resolved = resolve_device(device)
+    if resolved != "cpu":
+        return {"device": resolved, "precision": resolve_precision("auto", resolved),
+                "native_bf16": None, "reason": f"device {resolved}"}
+    verdict = cpu_bf16()
+    return {"device": resolved, "precision": resolve_precision("auto", resolved, verdict.native),
+            "native_bf16": verdict.native, "reason": verdict.reason}
 
 
 def resolve_batch_size(batch_size: int | None, device: str) -> int:

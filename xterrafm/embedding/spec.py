@@ -37,7 +37,9 @@ class ModelSpec:
     device : str
         ``"auto"`` (CUDA when the worker has it, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     precision : str
-        ``"auto"`` (fp32 on CPU, bf16 on CUDA), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        ``"fp32"``, ``"bf16"`` or ``"fp16"`` (a plan always carries the resolved one), or
+        ``"auto"``, resolved in each process (:func:`xterrafm.models.precision.resolve_precision`:
+        bf16 on CUDA and on CPUs with native bf16, else fp32).
     batch_size : int or None
         Windows per forward pass (None: 8 on CPU, 64 on CUDA).
     torch_threads : int or None

@@ -1,7 +1,9 @@
 """Names of the inference precisions and how ``"auto"`` resolves on a device.
 
 Torch-free, so that settings can be checked (and the command line built) without importing
-torch. :class:`xterrafm.models.terrafm.TerraFM` maps the names to autocast dtypes.
+torch (only resolving ``"auto"`` on a CPU without a given answer asks torch, through
+:mod:`xterrafm.models.cpu_bf16`). :class:`xterrafm.models.terrafm.TerraFM` maps the names to
+autocast dtypes.
 """
 
 from __future__ import annotations
@@ -30,9 +32,34 @@ def canonical_precision(value: str) -> str:
     return key
 
 
-def resolve_precision(precision: str, device: str) -> str:
-    """``"auto"`` -> ``"bf16"`` on CUDA, ``"fp32"`` elsewhere; other names pass through."""
+def resolve_precision(precision: str, device: str, cpu_bf16: bool | None = None) -> str:
+    """The precision a model runs at on ``device``.
+
+    Parameters
+    ----------
+    precision : str
+        A name of :data:`PRECISIONS` (or an alias). Names other than ``"auto"`` pass through.
+    device : str
+        Resolved torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
+    cpu_bf16 : bool, optional
+        Whether the CPU computes bf16 natively; default: detect it in this process
+        (:func:`xterrafm.models.cpu_bf16.cpu_bf16`).
+
+    Returns
+    -------
+    str
+        ``"auto"`` -> ``"bf16"`` on CUDA and on a CPU with native bf16, ``"fp32"`` elsewhere.
+    """
     precision = canonical_precision(precision)
-    if precision == "auto":
-        return "bf16" if str(device).startswith("cuda") else "fp32"
-    return precision
+    if precision != "auto":
+        return precision
+    device = str(device)
+    if device.startswith("cuda"):
+        return "bf16"
+    if device != "cpu":
+        return "fp32"
+    if cpu_bf16 is None:
+        from xterrafm.models.cpu_bf16 import cpu_bf16 as detect
+
+        cpu_bf16 = detect().native
+    return "bf16" if cpu_bf16 else "fp32"

@@ -51,7 +51,8 @@ class TerraFM(nn.Module):
         up to float rounding.
     precision : str
         ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``: autocast dtype of the forward pass
-        (meant for CUDA; outputs are returned as float32).
+        (outputs are returned as float32). bf16 pays on CUDA and on CPUs with native bf16
+        (:mod:`xterrafm.models.cpu_bf16`); elsewhere on a CPU it is emulated and slower.
 
     Notes
     -----
