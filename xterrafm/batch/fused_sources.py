@@ -20,11 +20,11 @@ from typing import Any
 from xterrafm.bands import MODALITIES
 from xterrafm.batch.sources import (
     SourceSelection,
-    _read_chunks,
-    _stac_items,
     classify_sources,
     modality_from_collection,
     open_cubes,
+    read_chunks,
+    read_stac_items,
 )
 from xterrafm.errors import SourceError, UsageError
 
@@ -119,7 +119,7 @@ def attach_fused(cubes: dict[str, Any], inputs: SourceSelection, fuse: FuseSelec
                   modality=fuse.modality)
     items, origins = None, {}
     if spec.kind in ("stac-api", "stac-static"):
-        items, origins = _stac_items(sel, spec.hrefs[0], spec.kind)
+        items, origins = read_stac_items(sel, spec.hrefs[0], spec.kind)
         if not items:
             raise SourceError(f"--fuse-with {spec.hrefs[0]} selects no items")
     else:
@@ -131,7 +131,7 @@ def attach_fused(cubes: dict[str, Any], inputs: SourceSelection, fuse: FuseSelec
             raise UsageError(f"SOURCE and --fuse-with are both {anchor}; fusion needs two "
                              "different modalities")
         if items is not None:
-            chunks = _read_chunks(inputs.chunk) or {"y": cube.data.chunksize[2],
+            chunks = read_chunks(inputs.chunk) or {"y": cube.data.chunksize[2],
                                                     "x": cube.data.chunksize[3]}
             other = load_stac(items, modality=fuse.modality, like=cube, chunks=chunks)
             other.attrs["source_hrefs"] = sorted({origins[it.id] for it in items})

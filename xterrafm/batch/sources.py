@@ -35,6 +35,8 @@ __all__ = [
     "crs_group_name",
     "modality_from_collection",
     "open_cubes",
+    "read_chunks",
+    "read_stac_items",
     "synthetic_scene_for",
 ]
 
@@ -164,11 +166,12 @@ def synthetic_scene_for(out: Path, size: int) -> Any:
     return folder / "stac" / "item_collections" / "s2_l2a.json"
 
 
-def _read_chunks(chunk: int | None) -> dict[str, int] | None:
+def read_chunks(chunk: int | None) -> dict[str, int] | None:
+    """Reader chunks ``{"y": px, "x": px}`` of a ``--chunk`` value (None: the reader's default)."""
     return {"y": chunk, "x": chunk} if chunk else None
 
 
-def _stac_items(sel: SourceSelection, href: str, kind: str) -> tuple[list[Any], dict[str, str]]:
+def read_stac_items(sel: SourceSelection, href: str, kind: str) -> tuple[list[Any], dict[str, str]]:
     """Items of a STAC SOURCE, filtered, with absolute asset hrefs (so groups can be re-loaded),
     and where each came from (its own href, else the file or URL holding it) by item id."""
     with import_gate():
@@ -223,7 +226,7 @@ def open_cubes(sel: SourceSelection, out: Path) -> dict[str, Any]:
     from xterrafm.io.stac_calibration import group_items_by_crs
     from xterrafm.io.zarr_store import open_zarr_cube
 
-    chunks = _read_chunks(sel.chunk)
+    chunks = read_chunks(sel.chunk)
     sources = list(sel.sources)
     if not sources:
         sources = [str(synthetic_scene_for(out, sel.synthetic_size))]
@@ -232,7 +235,7 @@ def open_cubes(sel: SourceSelection, out: Path) -> dict[str, Any]:
     spec = classify_sources(sources)
     cubes: dict[str, Any] = {}
     if spec.kind in ("stac-api", "stac-static"):
-        items, origins = _stac_items(sel, spec.hrefs[0], spec.kind)
+        items, origins = read_stac_items(sel, spec.hrefs[0], spec.kind)
         modality = sel.modality or modality_from_collection(
             sel.collection or items[0].collection_id)
         if modality is None:
