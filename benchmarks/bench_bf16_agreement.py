@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 from bench_embed import _weights
 from machine_info import describe_machine
+from workdir import bench_workdir
 
 
 def _majority(landcover: np.ndarray, tile: int, ny: int, nx: int) -> np.ndarray:
@@ -67,9 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     from xterrafm.eval.knn_probe import knn
     from xterrafm.io import load_stac
 
-    root = Path(a.workdir or tempfile.mkdtemp(prefix="bench_bf16-"))
-    root.mkdir(parents=True, exist_ok=True)
-    try:
+    with bench_workdir(a.workdir, "bench_bf16-") as root:
         scene = make_synthetic_scene(root / "scene", seed=a.seed, width=a.side, height=a.side,
                                      n_dates=1, modalities=("s2_l2a",), nodata_date=None,
                                      cloud_fraction=0.0, overwrite=True)
@@ -108,9 +104,6 @@ def main(argv: list[str] | None = None) -> dict:
             "accuracy_diff_bf16_minus_fp32_ci95": _bootstrap(ok["fp32"], ok["bf16"]),
         }
         print(json.dumps(result, indent=2))
-    finally:
-        if a.workdir is None:
-            shutil.rmtree(root, ignore_errors=True)
     return result
 
 

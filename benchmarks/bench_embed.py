@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from machine_info import describe_machine
+from workdir import bench_workdir
 
 
 def _machine() -> str:
@@ -70,11 +69,22 @@ def _warm_imports() -> None:
     import xterrafm.weights  # noqa: F401
 
 
-def _cluster(workers: int, threads: int = 1):
+def _cluster(workers: int, threads: int = 1, scheduler: str = "xterrafm"):
+    """A LocalCluster of processes with the scheduler settings of the clusters xterrafm starts
+    (``scheduler="xterrafm"``: ``xterrafm.batch.clusters.local_scheduler_config``) or with
+    distributed's defaults (``"distributed"``: a user's own ``LocalCluster()``)."""
+    import contextlib
+
+    import dask
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
-                           dashboard_address=":0")
+    from xterrafm.batch.clusters import local_scheduler_config
+
+    config = (dask.config.set(local_scheduler_config()) if scheduler == "xterrafm"
+              else contextlib.nullcontext())
+    with config:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
+                               dashboard_address=":0")
     client = Client(cluster)
     client.run(_warm_imports)
     return cluster, client
@@ -100,16 +110,18 @@ def _load(scene, chunk: int | None):
 
 def run_end_to_end(scene, weights: str, model: str, workers: int, batch: int, tile: int,
                    out: Path, chunk: int | None = None, wave_size: int | None = None,
-                   threads: int = 1, precision: str = "auto", profile: bool = False) -> dict:
-    """Embed the scene to Zarr on a fresh LocalCluster; wall time and worker peak memory
-    (``profile``: also where the workers' time went, from a task stream)."""
+                   threads: int = 1, precision: str = "auto", profile: bool = False,
+                   scheduler: str = "xterrafm") -> dict:
+    """Embed the scene to Zarr on a fresh LocalCluster (``scheduler``: see :func:`_cluster`);
+    wall time and worker peak memory (``profile``: also where the workers' time went, from a
+    task stream)."""
     import contextlib
 
     from distributed import get_task_stream
 
     from xterrafm.store import embed_to_zarr
 
-    cluster, client = _cluster(workers, threads)
+    cluster, client = _cluster(workers, threads, scheduler)
     try:
         cube = _load(scene, chunk)
         stream = get_task_stream(client) if profile else contextlib.nullcontext()
@@ -124,12 +136,14 @@ def run_end_to_end(scene, weights: str, model: str, workers: int, batch: int, ti
         streamed = task_stream_summary(ts.data, wall0, wall0 + seconds) if profile else None
         resolved = _store_precision(out)
         rss = client.run(_peak_rss_mib)
+        saturation = str(cluster.scheduler.WORKER_SATURATION)
     finally:
         client.close()
         cluster.close()
     return {"seconds": seconds, "windows": summary.counts.written.cells,
             "blocks": summary.counts.blocks_total, "peak_rss_mib": max(rss.values()),
-            "precision": resolved, **({"task_stream": streamed} if profile else {})}
+            "precision": resolved, "worker_saturation": saturation,
+            **({"task_stream": streamed} if profile else {})}
 
 
 def task_stream_summary(records: list[dict], start: float, stop: float) -> dict:
@@ -214,16 +228,18 @@ def main(argv: list[str] | None = None) -> dict:
                    help="reader chunk side of the memory runs (small blocks: steady state)")
     p.add_argument("--wave-size", type=int, default=None, help="blocks per wave (default: embed_to_zarr's 'auto')")
     p.add_argument("--precision", default="auto", help="precision of both (default: auto)")
+    p.add_argument("--scheduler", choices=("xterrafm", "distributed"), default="xterrafm",
+                   help="scheduler settings of the end-to-end cluster: those of the clusters "
+                        "xterrafm starts, or distributed's defaults (a user's own cluster)")
     p.add_argument("--profile", action="store_true",
                    help="also print a task-stream summary of one extra end-to-end run")
     p.add_argument("--workdir", default=None)
     a = p.parse_args(argv)
 
-    root = Path(a.workdir or tempfile.mkdtemp(prefix="bench_embed-"))
-    root.mkdir(parents=True, exist_ok=True)
     result: dict = {"machine": _machine(), "model": a.model, "side": a.side, "tile": a.tile,
-                    "batch": a.batch, "workers": a.workers, "chunk": a.chunk or 1120}
-    try:
+                    "batch": a.batch, "workers": a.workers, "chunk": a.chunk or 1120,
+                    "scheduler": a.scheduler}
+    with bench_workdir(a.workdir, "bench_embed-") as root:
         scene = _scene(root, a.side)
         if not a.skip_ratio:
             weights = _weights(a.model, root)
@@ -233,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
             for _ in range(max(1, a.repeat)):
                 e2e = run_end_to_end(scene, weights, a.model, a.workers, a.batch, a.tile,
                                      root / "e2e.zarr", a.chunk, threads=a.threads_per_worker,
-                                     precision=a.precision)
+                                     precision=a.precision, scheduler=a.scheduler)
                 bare = run_bare_model(scene, weights, a.model, threads, a.batch, a.tile,
                                       precision=a.precision)
                 e2e_s.append(e2e["seconds"])
@@ -251,7 +267,8 @@ def main(argv: list[str] | None = None) -> dict:
             if a.profile:
                 prof = run_end_to_end(scene, weights, a.model, a.workers, a.batch, a.tile,
                                       root / "e2e.zarr", a.chunk, threads=a.threads_per_worker,
-                                      precision=a.precision, profile=True)
+                                      precision=a.precision, profile=True,
+                                      scheduler=a.scheduler)
                 result["profiled_run"] = {"seconds": round(prof["seconds"], 2),
                                           **prof["task_stream"]}
                 print(json.dumps(result["profiled_run"]), flush=True)
@@ -270,9 +287,6 @@ def main(argv: list[str] | None = None) -> dict:
                           windows_4x=four["windows"],
                           memory_growth=round(four["peak_rss_mib"] / one["peak_rss_mib"], 3))
         print(json.dumps(result, indent=2))
-    finally:
-        if a.workdir is None:
-            shutil.rmtree(root, ignore_errors=True)
     return result
 
 

@@ -36,14 +36,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from bench_embed import _load, _scene, _weights, run_end_to_end
 from machine_info import describe_machine
+from workdir import bench_workdir
 
 MODALITY = "s2_l2a"
 
@@ -162,7 +161,7 @@ def run_xbatcher(scene, weights: str, model: str, threads: int, batch: int, tile
 def _xterrafm(scene, weights, a, root: Path) -> dict:
     out = run_end_to_end(scene, weights, a.model, a.workers, a.batch, a.tile,
                          root / "peers.zarr", a.chunk, threads=a.threads // a.workers,
-                         precision=a.precision)
+                         precision=a.precision, scheduler=a.scheduler)
     import xarray as xr
 
     with xr.open_zarr(root / "peers.zarr") as ds:  # (time, embedding, y, x), row-major windows
@@ -201,6 +200,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--chunk", type=int, default=None, help="xterrafm reader chunk side (px)")
     p.add_argument("--precision", default="auto", help="xterrafm's precision")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--scheduler", choices=("xterrafm", "distributed"), default="xterrafm",
+                   help="scheduler settings of xterrafm's cluster: those of the clusters "
+                        "xterrafm starts, or distributed's defaults (a user's own cluster)")
     p.add_argument("--workdir", default=None)
     a = p.parse_args(argv)
     if a.threads % a.workers:
@@ -210,13 +212,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     from xterrafm.embedding.runtime import precision_report
 
-    root = Path(a.workdir or tempfile.mkdtemp(prefix="bench_peers-"))
-    root.mkdir(parents=True, exist_ok=True)
     result: dict = {"machine": describe_machine(torch=torch.__version__), "model": a.model,
                     "side": a.side, "tile": a.tile, "batch": a.batch, "threads": a.threads,
-                    "workers": a.workers, "precision": a.precision,
+                    "workers": a.workers, "precision": a.precision, "scheduler": a.scheduler,
                     "auto_here": precision_report("cpu")}
-    try:
+    with bench_workdir(a.workdir, "bench_peers-") as root:
         scene = _scene(root, a.side)
         weights = _weights(a.model, root)
         rounds = []
@@ -243,9 +243,6 @@ def main(argv: list[str] | None = None) -> dict:
             result["xbatcher"] = rounds[0]["xbatcher"]["skipped"]
         result.update(_summary(rounds))
         print(json.dumps(result, indent=2))
-    finally:
-        if a.workdir is None:
-            shutil.rmtree(root, ignore_errors=True)
     return result
 
 

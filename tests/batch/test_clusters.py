@@ -53,7 +53,7 @@ def test_gateway_options_memory_in_gib_and_unknown_options_named() -> None:
 
 def test_local_cluster_fails_tasks_instead_of_waiting_forever_without_workers() -> None:
     import dask
-    from distributed.scheduler import NoWorkerError
+    from distributed.scheduler import NoValidWorkerError, NoWorkerError
 
     from xterrafm.batch.clusters import LOCAL_NO_WORKERS_TIMEOUT, LocalOptions, open_cluster
 
@@ -68,5 +68,27 @@ def test_local_cluster_fails_tasks_instead_of_waiting_forever_without_workers() 
         assert running.cluster.scheduler.no_workers_timeout == 1.0
         client.retire_workers(list(client.scheduler_info()["workers"]), close_workers=True)
         future = client.submit(sum, [1, 2])
-        with pytest.raises(NoWorkerError, match="without any running workers"):
+        # queued (root-task queuing on) or waiting for a worker (off, our default): either way
+        # the scheduler gives up after the timeout
+        with pytest.raises((NoWorkerError, NoValidWorkerError),
+                           match="without any running workers|waiting for a valid worker"):
             future.result(timeout=60)
+
+
+def test_local_cluster_turns_root_task_queuing_off_unless_the_user_set_it() -> None:
+    import math
+
+    import dask
+
+    from xterrafm.batch.clusters import LocalOptions, open_cluster
+
+    small = LocalOptions(n_workers=1, threads_per_worker=1)
+    with open_cluster("local", local=small) as running:
+        assert math.isinf(running.cluster.scheduler.WORKER_SATURATION)
+        # reads are sent to the worker at once: none waits in the scheduler's queue
+        futures = [running.client.submit(lambda i: i, i, pure=False) for i in range(20)]
+        assert running.client.gather(futures) == list(range(20))
+        assert not running.cluster.scheduler.queued
+    with dask.config.set({"distributed.scheduler.worker-saturation": 2.0}), \
+            open_cluster("local", local=small) as running:
+        assert running.cluster.scheduler.WORKER_SATURATION == 2.0

@@ -61,9 +61,14 @@ def test_embed_on_a_gateway_cluster_then_shut_it_down(gateway_server, tmp_path: 
     _assert_no_clusters(gateway_server, gateway_server.address)
     assert f"Stopping cluster {name}" in gateway_server.log_text()
 
-    # the same job on the threaded scheduler gives the same store
+    # the same job on the threaded scheduler gives the same store, at the precision the gateway
+    # workers chose (bf16 on a CPU with native bf16: the workers the gateway starts do not
+    # inherit this process's XTERRAFM_CPU_BF16=0)
+    precision = emb.attrs["precision"]
     ref = tmp_path / "threads" / "emb.zarr"
-    assert main(["embed", "--out", str(ref), "--cluster", "threads", "-q", *TINY]) == EXIT_OK
+    assert main(["embed", "--out", str(ref), "--cluster", "threads", "-q",
+                 "--precision", precision, *TINY]) == EXIT_OK
+    assert _open(ref).attrs["precision"] == precision
     np.testing.assert_allclose(_open(out).values, _open(ref).values, rtol=0, atol=1e-5)
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "RunningCluster",
     "close_gateway",
     "gateway_cluster_options",
+    "local_scheduler_config",
     "open_cluster",
 ]
 
@@ -39,6 +40,16 @@ log = logging.getLogger(__name__)
 #: restarts a dead worker within seconds): then they fail and the job ends with an error
 #: instead of waiting forever. Used unless ``distributed.scheduler.no-workers-timeout`` is set.
 LOCAL_NO_WORKERS_TIMEOUT = "60s"
+
+#: Root-task queuing of the LocalClusters we start: off (``inf``). With distributed's default
+#: (1.1) the scheduler hands a worker a new read task only as a thread frees, so while both
+#: threads run forward passes no read of the next blocks starts, and every read waits a round
+#: trip: a 25-window job took 11 % longer, a 400-window job in 100 blocks 18.5 %
+#: (docs/benchmarks.md, bench_scheduler.py). Memory stays bounded without it: a job submits at most a wave of
+#: blocks (``xterrafm.store.waves.default_wave_size``). Used unless
+#: ``distributed.scheduler.worker-saturation`` is set to another value than distributed's 1.1.
+LOCAL_WORKER_SATURATION = "inf"
+_DISTRIBUTED_WORKER_SATURATION = 1.1
 
 #: ``--cluster`` values with a meaning; any other value is a scheduler address.
 CLUSTER_KINDS = ("threads", "local", "gateway")
@@ -202,6 +213,24 @@ def close_gateway(gateway: Any) -> None:
             del gateway._loop_runner
 
 
+def local_scheduler_config() -> dict[str, Any]:
+    """Scheduler settings of the LocalClusters xterrafm starts, over the user's dask config.
+
+    ``distributed.scheduler.no-workers-timeout``: :data:`LOCAL_NO_WORKERS_TIMEOUT` unless set;
+    ``distributed.scheduler.worker-saturation``: :data:`LOCAL_WORKER_SATURATION` unless set to
+    another value than distributed's default.
+    """
+    with import_gate():
+        import dask
+
+    timeout = dask.config.get("distributed.scheduler.no-workers-timeout", None)
+    saturation = dask.config.get("distributed.scheduler.worker-saturation", None)
+    if saturation in (None, _DISTRIBUTED_WORKER_SATURATION):
+        saturation = LOCAL_WORKER_SATURATION
+    return {"distributed.scheduler.no-workers-timeout": timeout or LOCAL_NO_WORKERS_TIMEOUT,
+            "distributed.scheduler.worker-saturation": saturation}
+
+
 @contextmanager
 def _local_cluster(options: LocalOptions) -> Iterator[RunningCluster]:
     with import_gate():
@@ -221,10 +250,8 @@ def _local_cluster(options: LocalOptions) -> Iterator[RunningCluster]:
     with import_gate():
         import dask
 
-    timeout = dask.config.get("distributed.scheduler.no-workers-timeout", None)
-    with dask.config.set({"distributed.scheduler.no-workers-timeout":
-                          timeout or LOCAL_NO_WORKERS_TIMEOUT}):
-        cluster = LocalCluster(**kwargs)  # the scheduler reads the timeout as it starts
+    with dask.config.set(local_scheduler_config()):
+        cluster = LocalCluster(**kwargs)  # the scheduler reads these as it starts
     try:
         client = Client(cluster)
         try:
