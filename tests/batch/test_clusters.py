@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,13 +83,27 @@ def test_local_cluster_turns_root_task_queuing_off_unless_the_user_set_it() -> N
 
     from xterrafm.batch.clusters import LocalOptions, open_cluster
 
+    def queued_while_running(running) -> int:
+        """Root tasks (20 independent ones on 1 thread) left in the scheduler's queue once the
+        first of them runs."""
+        futures = running.client.map(time.sleep, [0.1] * 20, pure=False)
+        deadline = time.monotonic() + 30
+        scheduler = running.cluster.scheduler
+        while not any(ts.state == "processing" for ts in scheduler.tasks.values()):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        queued = len(scheduler.queued)
+        running.client.gather(futures)
+        return queued
+
     small = LocalOptions(n_workers=1, threads_per_worker=1)
     with open_cluster("local", local=small) as running:
         assert math.isinf(running.cluster.scheduler.WORKER_SATURATION)
-        # reads are sent to the worker at once: none waits in the scheduler's queue
-        futures = [running.client.submit(lambda i: i, i, pure=False) for i in range(20)]
-        assert running.client.gather(futures) == list(range(20))
-        assert not running.cluster.scheduler.queued
+        assert queued_while_running(running) == 0  # all sent to the worker at once
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.1}), \
+            open_cluster("local", local=small) as running:  # 1.1 is distributed's own: ours wins
+        assert math.isinf(running.cluster.scheduler.WORKER_SATURATION)
     with dask.config.set({"distributed.scheduler.worker-saturation": 2.0}), \
             open_cluster("local", local=small) as running:
         assert running.cluster.scheduler.WORKER_SATURATION == 2.0
+        assert queued_while_running(running) > 0  # the user's queue: tasks wait in the scheduler
