@@ -69,6 +69,14 @@ def _warm_imports() -> None:
     import xterrafm.weights  # noqa: F401
 
 
+def add_scheduler_option(parser: argparse.ArgumentParser) -> None:
+    """``--scheduler``: the end-to-end cluster's scheduler settings (see :func:`_cluster`)."""
+    parser.add_argument("--scheduler", choices=("xterrafm", "distributed"), default="xterrafm",
+                        help="scheduler settings of the end-to-end cluster: those of the "
+                             "clusters xterrafm starts, or distributed's defaults (a user's own "
+                             "cluster)")
+
+
 def _cluster(workers: int, threads: int = 1, scheduler: str = "xterrafm"):
     """A LocalCluster of processes with the scheduler settings of the clusters xterrafm starts
     (``scheduler="xterrafm"``: ``xterrafm.batch.clusters.local_scheduler_config``) or with
@@ -228,9 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
                    help="reader chunk side of the memory runs (small blocks: steady state)")
     p.add_argument("--wave-size", type=int, default=None, help="blocks per wave (default: embed_to_zarr's 'auto')")
     p.add_argument("--precision", default="auto", help="precision of both (default: auto)")
-    p.add_argument("--scheduler", choices=("xterrafm", "distributed"), default="xterrafm",
-                   help="scheduler settings of the end-to-end cluster: those of the clusters "
-                        "xterrafm starts, or distributed's defaults (a user's own cluster)")
+    add_scheduler_option(p)
     p.add_argument("--profile", action="store_true",
                    help="also print a task-stream summary of one extra end-to-end run")
     p.add_argument("--workdir", default=None)

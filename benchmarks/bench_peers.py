@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_embed import _load, _scene, _weights, run_end_to_end
+from bench_embed import _load, _scene, _weights, add_scheduler_option, run_end_to_end
 from machine_info import describe_machine
 from workdir import bench_workdir
 
@@ -200,9 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--chunk", type=int, default=None, help="xterrafm reader chunk side (px)")
     p.add_argument("--precision", default="auto", help="xterrafm's precision")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--scheduler", choices=("xterrafm", "distributed"), default="xterrafm",
-                   help="scheduler settings of xterrafm's cluster: those of the clusters "
-                        "xterrafm starts, or distributed's defaults (a user's own cluster)")
+    add_scheduler_option(p)
     p.add_argument("--workdir", default=None)
     a = p.parse_args(argv)
     if a.threads % a.workers:
