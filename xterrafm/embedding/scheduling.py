@@ -28,6 +28,7 @@ __all__ = [
     "gpu_resources",
     "keep_annotations",
     "optimize_keeping_annotations",
+    "settle_preload",
     "start_preload",
 ]
 
@@ -224,3 +225,29 @@ def start_preload(spec: Any, client: Any = None, resources: Mapping | None = Non
                                      allow_other_workers=False, pure=False,
                                      resources=dict(resources) if resources else None))
     return futures
+
+
+def settle_preload(futures: Sequence[Any], timeout: float = 60.0) -> None:
+    """Let the model builds of :func:`start_preload` end when a job turns out to need none.
+
+    Cancelling a preload task that already runs does not stop its thread, and the worker logs
+    a ``CancelledError`` warning for it; a resumed job with nothing left to do would show that
+    warning on every run. So this waits (at most ``timeout`` seconds) for the builds to end,
+    and only cancels what is still running after that. Failed builds are not reported.
+
+    Parameters
+    ----------
+    futures : sequence of distributed.Future
+        What :func:`start_preload` returned for a client.
+    timeout : float
+        Seconds to wait before cancelling.
+    """
+    if not futures:
+        return
+    with import_gate():
+        from distributed import wait
+
+    try:
+        wait(list(futures), timeout=timeout)
+    except TimeoutError:
+        futures[0].client.cancel([f for f in futures if not f.done()])

@@ -29,7 +29,7 @@ from typing import Any
 from xterrafm._imports import import_gate
 from xterrafm.embedding.api import embed_and_plan
 from xterrafm.embedding.plan import EmbedPlan
-from xterrafm.embedding.scheduling import get_client, start_preload
+from xterrafm.embedding.scheduling import get_client, settle_preload, start_preload
 from xterrafm.embedding.settings import EmbedSettings, settings_docstring, settings_parameters
 from xterrafm.embedding.workers import DEFAULT_NO_WORKER_TIMEOUT_S, install_worker_setup
 from xterrafm.errors import StoreError
@@ -352,7 +352,7 @@ def write_plan(emb: xr.DataArray, plan: EmbedPlan, store: str, *, summary: Embed
             fs, root = store_fs(store)
             remove_markers(fs, root, state.damaged)  # they vouch for nothing any more
         if not state.todo and client is not None:
-            client.cancel(preloading)
+            settle_preload(preloading)
         elif state.todo and client is None:  # local schedulers: a thread here, only if needed
             preloading = start_preload(plan.spec, None, plan.resources)
         summary.counts = StoreCounts(len(_all_blocks(emb)), _cells_total(emb),
