@@ -265,9 +265,25 @@ def preload(spec: ModelSpec) -> int:
 
     Submitted once per worker when a job starts, so that loading the weights overlaps with the
     first reads instead of delaying the first forward pass (the build includes folding the
-    patch embedding, :meth:`xterrafm.models.TerraFM.prepare`). It also warms the numba kernels of
-    the coarse-band reads (:func:`xterrafm.io.upsample.warm_up`). Torch threads are left to the
+    patch embedding, :meth:`xterrafm.models.TerraFM.prepare`). Torch threads are left to the
     block functions.
+
+    Returns
+    -------
+    int
+        This process's id.
+    """
+    get_model(spec)
+    record(preloads=1)
+    return os.getpid()
+
+
+def warm_readers() -> int:
+    """Load the numba kernels of the coarse-band reads (:func:`xterrafm.io.upsample.warm_up`).
+
+    Submitted once per worker beside :func:`preload`, as a task of its own: on a worker with
+    two threads or more it runs while the model builds, instead of lengthening the build that
+    the first forward pass waits for.
 
     Returns
     -------
@@ -277,8 +293,7 @@ def preload(spec: ModelSpec) -> int:
     from xterrafm.io.upsample import warm_up
 
     warm_up()
-    get_model(spec)
-    record(preloads=1)
+    record(reader_warmups=1)
     return os.getpid()
 
 

@@ -189,9 +189,11 @@ def start_preload(spec: Any, client: Any = None, resources: Mapping | None = Non
     spec : ModelSpec
         The spec of the graph's model tasks.
     client : distributed.Client, optional
-        With a client: one task per worker (per worker with ``resources`` when given), pinned
-        to it; they are submitted before the job's graph and therefore run first. Without: a
-        background thread of this process (local schedulers run tasks here).
+        With a client: per worker, pinned to it, one task that builds the model (only on
+        workers with ``resources`` when given) and one that loads the read kernels
+        (:func:`~xterrafm.embedding.runtime.warm_readers`, on a thread of its own); they are
+        submitted before the job's graph and therefore run first. Without: a background
+        thread of this process builds the model (local schedulers run tasks here).
     resources : mapping, optional
         Resource request of the model tasks (e.g. ``{"GPU": 1}``).
 
@@ -219,11 +221,14 @@ def start_preload(spec: Any, client: Any = None, resources: Mapping | None = Non
     futures = []
     for addr, info in workers.items():
         have = info.get("resources") or {}
-        if resources and not all(have.get(k, 0) >= v for k, v in resources.items()):
-            continue
-        futures.append(client.submit(runtime.preload, spec, workers=[addr], priority=1_000_000,
-                                     allow_other_workers=False, pure=False,
-                                     resources=dict(resources) if resources else None))
+        if not resources or all(have.get(k, 0) >= v for k, v in resources.items()):
+            futures.append(client.submit(runtime.preload, spec, workers=[addr],
+                                         priority=1_000_001, allow_other_workers=False,
+                                         pure=False,
+                                         resources=dict(resources) if resources else None))
+        # the read kernels (reads run anywhere), on another thread while the model builds
+        futures.append(client.submit(runtime.warm_readers, workers=[addr], priority=1_000_000,
+                                     allow_other_workers=False, pure=False))
     return futures
 
 

@@ -22,7 +22,7 @@ import importlib
 import logging
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from xterrafm._imports import import_gate
@@ -127,6 +127,7 @@ def worker_errors(client: Any) -> list[str]:
 
 
 def gather_with_watch(client: Any, futures: Sequence[Any], on_result: Callable[[Any], None], *,
+                      more: Iterator[Any] | None = None,
                       no_worker_timeout: float = DEFAULT_NO_WORKER_TIMEOUT_S,
                       poll_s: float = 1.0) -> None:
     """Call ``on_result`` with each future's result as it finishes, waiting a bounded time.
@@ -137,6 +138,10 @@ def gather_with_watch(client: Any, futures: Sequence[Any], on_result: Callable[[
     futures : sequence of Future
     on_result : callable
         Called with each result, in completion order.
+    more : iterator of Future, optional
+        Further futures, taken one at a time: one each time a future has finished and its
+        ``on_result`` returned, so that as many are in flight as ``futures`` started with
+        (a rolling window; the iterator submits them as it is advanced).
     no_worker_timeout : float
         Seconds without any worker after which the wait fails.
     poll_s : float
@@ -162,6 +167,9 @@ def gather_with_watch(client: Any, futures: Sequence[Any], on_result: Callable[[
         if ready.has_ready():
             for fut in ready.next_batch(block=False):
                 on_result(fut.result())
+                nxt = next(more, None) if more is not None else None
+                if nxt is not None:
+                    ready.add(nxt)
             continue
         time.sleep(0.02)
         now = time.monotonic()
@@ -178,4 +186,4 @@ def gather_with_watch(client: Any, futures: Sequence[Any], on_result: Callable[[
                 "; they reported no error (killed from outside, or out of memory?)"
             raise WorkersLostError(
                 f"the cluster has had no worker for {no_worker_timeout:.0f} s with "
-                f"{ready.count()} block(s) still to do{said}")
+                f"{ready.count()} block(s) in flight{said}")

@@ -113,7 +113,7 @@ class EmbedSummary:
     state : str
         ``"new"`` (template written by this call) or ``"resume"``.
     waves : int
-        Waves of blocks submitted.
+        Waves of blocks finished (one per ``wave_size`` blocks, and one for the rest).
     seconds : float
         Wall time of the call.
     crs, group : str, optional

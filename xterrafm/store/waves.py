@@ -1,12 +1,13 @@
-"""Computing a store's blocks in waves, on a distributed client or on dask's local schedulers.
+"""Computing a store's blocks with a bounded number in flight, on a client or locally.
 
-A wave is a list of write tasks (one per block, :mod:`xterrafm.store.write`); at most
-:func:`default_wave_size` are in flight, so the graph and worker memory stay bounded however
-large the store. Results are handed to a callback as blocks finish (block by block on a
-client, after the wave on local schedulers, where a progress callback ticks per block). On
-dask's threaded scheduler the wave runs on a pool of this call's own, which is drained before
-a failure is raised: no block of a failed wave is still being written when the caller counts
-what is on disk.
+At most :func:`default_wave_size` blocks (write tasks, one per block,
+:mod:`xterrafm.store.write`) are in flight, so the graph and worker memory stay bounded however
+large the store. On a distributed client the bound is a rolling window: a block is submitted
+each time one finishes, so no thread waits for the slowest block of a group before the next
+blocks are read. On dask's local schedulers blocks run in consecutive waves of that size, on a
+pool of this call's own that is drained before a failure is raised: no block of a failed wave
+is still being written when the caller counts what is on disk. Either way a hook runs after
+each ``wave_size`` finished blocks (and after the last block).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ with import_gate():
     import dask
     import dask.threaded
 
-__all__ = ["compute_wave", "default_wave_size", "waves"]
+__all__ = ["compute_blocks", "default_wave_size", "waves"]
 
 
 def default_wave_size(client: Any = None) -> int:
@@ -57,21 +58,27 @@ def waves(items: list, size: int | None) -> Iterable[list]:
         yield items[i:i + size]
 
 
-def compute_wave(parts: list, done: Callable[[Any], None], *, client: Any = None,
-                 tick: Callable[[], None] | None = None, task_prefix: str = "",
-                 no_worker_timeout: float) -> None:
-    """Compute the dask collections ``parts``, calling ``done(result)`` for each.
+def compute_blocks(parts: list, done: Callable[[Any], None], *, wave_size: int | None,
+                   on_wave: Callable[[], None] | None = None, client: Any = None,
+                   tick: Callable[[], None] | None = None, task_prefix: str = "",
+                   no_worker_timeout: float) -> None:
+    """Compute the dask collections ``parts`` (one per block), calling ``done(result)`` for each.
 
     Parameters
     ----------
     parts : list of dask collections
-        One per block.
+        One per block, in the order they should start.
     done : callable
-        Called with each block's result: as it finishes on a client, after the wave on local
+        Called with each block's result: as it finishes on a client, after its wave on local
         schedulers.
+    wave_size : int or None
+        At most this many blocks in flight (None or 0: all at once).
+    on_wave : callable, optional
+        Called after every ``wave_size`` finished blocks and after the last one (checkpoints,
+        logging, stopping by raising: then no further block is started).
     client : distributed.Client, optional
-        Compute there (one submission per block, earlier blocks first); else on dask's
-        configured local scheduler.
+        Compute there, in a rolling window, earlier blocks at higher priority; else on dask's
+        configured local scheduler, in waves.
     tick : callable, optional
         Local schedulers: called when a task whose name starts with ``task_prefix`` ends (a
         progress bar's update).
@@ -80,23 +87,43 @@ def compute_wave(parts: list, done: Callable[[Any], None], *, client: Any = None
     no_worker_timeout : float
         With a client: seconds without any worker before failing.
     """
+    size = wave_size or len(parts)
     with keep_annotations():
         if client is not None:
-            _on_client(client, parts, done, no_worker_timeout)
-        else:
-            for result in _local(parts, tick, task_prefix):
+            _on_client(client, parts, done, size, on_wave, no_worker_timeout)
+            return
+        for wave in waves(parts, size):
+            for result in _local(wave, tick, task_prefix):
                 done(result)
+            if on_wave is not None:
+                on_wave()
 
 
-def _on_client(client: Any, parts: list, done: Callable[[Any], None],
-               no_worker_timeout: float) -> None:
-    # one submission per block, earlier blocks first: the scheduler then reads block by block,
-    # and the first forward passes start after one block's reads instead of the whole wave's
-    futures = [client.compute(p, priority=len(parts) - i) for i, p in enumerate(parts)]
+def _on_client(client: Any, parts: list, done: Callable[[Any], None], size: int,
+               on_wave: Callable[[], None] | None, no_worker_timeout: float) -> None:
+    # one submission per block, earlier blocks at higher priority: the scheduler reads block by
+    # block, and the first forward passes start after one block's reads
+    submitted: list = []
+    finished = [0]
+
+    def submit(i: int) -> Any:
+        fut = client.compute(parts[i], priority=len(parts) - i)
+        submitted.append(fut)
+        return fut
+
+    def on_result(result: Any) -> None:
+        done(result)
+        finished[0] += 1
+        if on_wave is not None and (finished[0] % size == 0 or finished[0] == len(parts)):
+            on_wave()
+
+    first = [submit(i) for i in range(min(size, len(parts)))]
     try:
-        gather_with_watch(client, futures, done, no_worker_timeout=no_worker_timeout)
+        gather_with_watch(client, first, on_result,
+                          more=(submit(i) for i in range(len(first), len(parts))),
+                          no_worker_timeout=no_worker_timeout)
     finally:
-        client.cancel([f for f in futures if not f.done()])
+        client.cancel([f for f in submitted if not f.done()])
 
 
 def _local(parts: list, tick: Callable[[], None] | None, prefix: str) -> tuple:

@@ -1,4 +1,4 @@
-"""Writing embedding stores: the template, then the blocks in waves, resumably.
+"""Writing embedding stores: the template, then the blocks, resumably.
 
 :func:`embed_to_zarr` makes the plan of a cube's embedding once
 (:func:`xterrafm.embedding.api.embed_and_plan`), on the chunk grid of the store when it
@@ -6,7 +6,7 @@ resumes one (:func:`adopt_store_grid`), and hands it to :func:`write_plan`, whic
 building the model on every worker, writes (or checks) the template
 (:func:`~xterrafm.store.template.prepare_store`), sorts the blocks marked done into trusted
 and damaged (:func:`resume_state`: a damaged block's chunks are missing or torn) and computes
-the others in waves (:func:`write_blocks`). Each block is encoded in the store's data type
+the others, at most a wave of them in flight (:func:`write_blocks`). Each block is encoded in the store's data type
 (:mod:`xterrafm.store.encoding`) and stored into its region, then its marker is written with
 the size and CRC-32 of every chunk it wrote (:mod:`xterrafm.store.markers`). A run that stops
 part way leaves markers for the finished blocks; the same call again computes only the
@@ -47,7 +47,7 @@ from xterrafm.store.markers import (
 from xterrafm.store.stac_item import write_store_item
 from xterrafm.store.template import DEFAULT_ZARR_FORMAT, prepare_store
 from xterrafm.store.usage import RunUsage
-from xterrafm.store.waves import compute_wave, default_wave_size, waves
+from xterrafm.store.waves import compute_blocks, default_wave_size
 
 with import_gate():
     import dask
@@ -251,11 +251,13 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
     client : distributed.Client, optional
         Compute on this client (default: the current one, else the local dask scheduler).
     wave_size : int, "auto" or None
-        Submit at most this many blocks at a time (``"auto"``: :func:`default_wave_size`;
-        None: all at once).
+        At most this many blocks in flight (``"auto"``: :func:`default_wave_size`; None: all
+        at once). On a client, a rolling window: the next block starts as soon as one
+        finishes; on local schedulers, consecutive waves.
     on_wave : callable, optional
-        Called with the running :class:`EmbedSummary` after each wave (a hook for batch jobs:
-        logging, checkpoints, stopping by raising).
+        Called with the running :class:`EmbedSummary` after every ``wave_size`` finished
+        blocks and after the last one (a hook for batch jobs: logging, checkpoints, stopping
+        by raising, after which no further block starts).
     progress : bool
         Show a progress bar over blocks (tqdm), updated as blocks finish.
     summary : EmbedSummary, optional
@@ -300,13 +302,14 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
 
     bar = tqdm(total=len(blocks), desc="embedding blocks", unit="block", disable=not progress)
     try:
-        for wave in waves(blocks, wave_size):
-            compute_wave([counts.blocks[b] for b in wave], add, client=client,
-                         tick=lambda: bar.update(1), task_prefix=counts.name,
-                         no_worker_timeout=no_worker_timeout)
+        def wave_done() -> None:
             summary.waves += 1
             if on_wave is not None:
                 on_wave(summary)
+
+        compute_blocks([counts.blocks[b] for b in blocks], add, wave_size=wave_size,
+                       on_wave=wave_done, client=client, tick=lambda: bar.update(1),
+                       task_prefix=counts.name, no_worker_timeout=no_worker_timeout)
     finally:
         bar.close()
         fs, root = store_fs(store)
@@ -412,10 +415,12 @@ def embed_to_zarr(cube: xr.DataArray | xr.Dataset | Mapping[str, xr.DataArray],
     overwrite : bool
         Replace an existing store instead of resuming into it.
     wave_size : int, "auto" or None
-        Blocks per submitted wave; bounds the graph and worker memory of large jobs
-        (``"auto"``: :func:`default_wave_size`; None: all at once).
+        Blocks in flight at a time; bounds the graph and worker memory of large jobs
+        (``"auto"``: :func:`default_wave_size`; None: all at once). On a distributed client
+        a rolling window (a block starts as each one finishes), else consecutive waves.
     on_wave : callable, optional
-        Called with the running :class:`~xterrafm.store.counts.EmbedSummary` after each wave.
+        Called with the running :class:`~xterrafm.store.counts.EmbedSummary` after every
+        ``wave_size`` finished blocks and after the last one.
     progress : bool
         Show a progress bar (False silences it).
     zarr_format : int
