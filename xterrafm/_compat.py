@@ -15,10 +15,10 @@ from typing import Any
 
 from xterrafm._imports import import_gate
 
-__all__ = ["CHECKED_AGAINST", "PRIVATE_NAMES", "check"]
+__all__ = ["CHECKED_AGAINST", "PRIVATE_NAMES", "check", "stop_worker_heartbeat"]
 
 #: Versions the private names were checked against.
-CHECKED_AGAINST = {"dask": "2026.8.0", "odc-loader": "0.6.5"}
+CHECKED_AGAINST = {"dask": "2026.8.0", "distributed": "2026.8.0", "odc-loader": "0.6.5"}
 
 #: name here -> (module, attribute). Why each is needed:
 PRIVATE_NAMES: dict[str, tuple[str, str]] = {
@@ -65,3 +65,41 @@ def check() -> list[str]:
             problems.append(f"{module}.{attr} ({name}) is gone: {err}; xterrafm was checked "
                             f"against {dist} {CHECKED_AGAINST.get(dist, '?')}")
     return problems
+
+
+async def stop_worker_heartbeat(dask_worker: Any, timeout: float = 2.0) -> bool:
+    """Stop a distributed worker's heartbeat and wait for one still in flight to be answered.
+
+    Run on every worker (``client.run``) before a cluster is closed. ``Worker.close`` stops the
+    heartbeat's periodic callback but then closes the worker's connection pool while a heartbeat
+    may still await the scheduler's reply, and that heartbeat logs ``Failed to communicate with
+    scheduler during heartbeat`` with a traceback (dask/distributed#7105). Uses the worker's
+    ``periodic_callbacks`` and its pool's ``occupied`` comms (attributes, not documented API).
+
+    Parameters
+    ----------
+    dask_worker : distributed.Worker
+        Passed by ``client.run``.
+    timeout : float
+        Seconds to wait at most for a reply in flight.
+
+    Returns
+    -------
+    bool
+        True when no call to the scheduler was left in flight.
+    """
+    import asyncio
+    import time
+
+    callback = getattr(dask_worker, "periodic_callbacks", {}).get("heartbeat")
+    if callback is not None:
+        callback.stop()
+    pool = getattr(dask_worker, "rpc", None)
+    address = getattr(getattr(dask_worker, "scheduler", None), "address", None)
+    occupied = getattr(pool, "occupied", None)
+    if occupied is None or address is None:
+        return False
+    deadline = time.monotonic() + timeout
+    while occupied.get(address) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return not occupied.get(address)

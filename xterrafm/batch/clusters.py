@@ -13,6 +13,7 @@ finished, failed or was interrupted (``KeyboardInterrupt``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from xterrafm import _compat
 from xterrafm._imports import import_gate
 from xterrafm.errors import ClusterError
 
@@ -263,6 +265,10 @@ def _local_cluster(options: LocalOptions) -> Iterator[RunningCluster]:
             )
             yield RunningCluster("local", client, cluster, f"LocalCluster {cluster.scheduler_address}")
         finally:
+            # no heartbeat may be in flight when the workers close, or each one in flight logs
+            # a traceback (xterrafm._compat.stop_worker_heartbeat)
+            with contextlib.suppress(Exception):
+                client.run(_compat.stop_worker_heartbeat)
             client.close()
     finally:
         cluster.close()
