@@ -104,7 +104,7 @@ def _on_client(client: Any, parts: list, done: Callable[[Any], None], size: int,
     # one submission per block, earlier blocks at higher priority: the scheduler reads block by
     # block, and the first forward passes start after one block's reads
     submitted: list = []
-    finished = [0]
+    finished = 0
 
     def submit(i: int) -> Any:
         fut = client.compute(parts[i], priority=len(parts) - i)
@@ -112,9 +112,10 @@ def _on_client(client: Any, parts: list, done: Callable[[Any], None], size: int,
         return fut
 
     def on_result(result: Any) -> None:
+        nonlocal finished
         done(result)
-        finished[0] += 1
-        if on_wave is not None and (finished[0] % size == 0 or finished[0] == len(parts)):
+        finished += 1
+        if on_wave is not None and (finished % size == 0 or finished == len(parts)):
             on_wave()
 
     first = [submit(i) for i in range(min(size, len(parts)))]

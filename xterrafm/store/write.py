@@ -6,10 +6,11 @@ resumes one (:func:`adopt_store_grid`), and hands it to :func:`write_plan`, whic
 building the model on every worker, writes (or checks) the template
 (:func:`~xterrafm.store.template.prepare_store`), sorts the blocks marked done into trusted
 and damaged (:func:`resume_state`: a damaged block's chunks are missing or torn) and computes
-the others, at most a wave of them in flight (:func:`write_blocks`). Each block is encoded in the store's data type
-(:mod:`xterrafm.store.encoding`) and stored into its region, then its marker is written with
-the size and CRC-32 of every chunk it wrote (:mod:`xterrafm.store.markers`). A run that stops
-part way leaves markers for the finished blocks; the same call again computes only the
+the others, at most a wave of them in flight (:func:`write_blocks`). Each block is encoded in
+the store's data type (:mod:`xterrafm.store.encoding`) and stored into its region, then its
+marker is written with the size and CRC-32 of every chunk it wrote
+(:mod:`xterrafm.store.markers`). A run that stops part way leaves markers for the finished
+blocks; the same call again computes only the
 others, and repairs damaged ones. A STAC Item describing the store is written after every run
 (:mod:`xterrafm.store.stac_item`).
 """
@@ -300,13 +301,13 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
         if client is not None:
             bar.update(1)
 
+    def wave_done() -> None:
+        summary.waves += 1
+        if on_wave is not None:
+            on_wave(summary)
+
     bar = tqdm(total=len(blocks), desc="embedding blocks", unit="block", disable=not progress)
     try:
-        def wave_done() -> None:
-            summary.waves += 1
-            if on_wave is not None:
-                on_wave(summary)
-
         compute_blocks([counts.blocks[b] for b in blocks], add, wave_size=wave_size,
                        on_wave=wave_done, client=client, tick=lambda: bar.update(1),
                        task_prefix=counts.name, no_worker_timeout=no_worker_timeout)
