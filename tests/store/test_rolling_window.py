@@ -106,3 +106,28 @@ def test_a_hook_that_raises_starts_no_further_block(client):
     seen = {started.get(timeout=5) for _ in range(started.qsize())}
     # blocks 0 and 1, and at most the one that replaced the first to finish
     assert {0, 1} <= seen <= {0, 1, 2}
+
+
+def test_a_stop_request_ends_the_wait_while_no_block_finishes(client):
+    """A stop request whose own raise was lost (a signal handler's exception swallowed in a gc
+    callback) still ends the call while every block is stuck, e.g. on workers that the same
+    Ctrl-C killed: the wait itself checks it."""
+    import signal
+    import threading
+
+    from xterrafm.batch.interrupts import StopRequests
+
+    event = Event(EVENT, client=client)
+    event.clear()  # block 0 is held until the end of the test
+    stop = StopRequests()
+    results: list = []
+    timer = threading.Timer(0.5, lambda: setattr(stop, "signum", signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            compute_blocks([_parts(0.05)[0]], results.append, wave_size=WAVE,
+                           stop_check=stop.check, client=client, no_worker_timeout=30)
+    finally:
+        timer.cancel()
+        event.set()
+    assert results == []  # it returned while the block was still held

@@ -4,7 +4,8 @@ Python raises ``KeyboardInterrupt`` wherever the main thread happens to be when 
 inside a garbage-collector callback or a ``__del__`` (distributed installs gc callbacks) the
 exception is printed and *swallowed*, and the job would carry on. :class:`StopRequests` keeps
 the request: its handlers record the signal before raising, and :meth:`StopRequests.check`,
-called by the job after every wave, raises again if an earlier raise was lost.
+called by the job while it waits for blocks (and after every wave), raises again if an earlier
+raise was lost: also when the workers died of the same Ctrl-C and no block will finish.
 """
 
 from __future__ import annotations

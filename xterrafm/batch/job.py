@@ -222,6 +222,7 @@ def run_embed_job(job: EmbedJob) -> JobSummary:
                                            salt=STORE_SALT)
                 write_plan(emb, plan, store, summary=result, client=running.client,
                            overwrite=overwrite, wave_size=wave_size, on_wave=on_wave,
+                           stop_check=job.stop_check,
                            progress=job.progress, zarr_format=job.zarr_format,
                            dtype=job.dtype, verify=job.verify,
                            sources=input_sources(cube))

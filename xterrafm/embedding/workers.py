@@ -128,6 +128,7 @@ def worker_errors(client: Any) -> list[str]:
 
 def gather_with_watch(client: Any, futures: Sequence[Any], on_result: Callable[[Any], None], *,
                       more: Iterator[Any] | None = None,
+                      check: Callable[[], None] | None = None,
                       no_worker_timeout: float = DEFAULT_NO_WORKER_TIMEOUT_S,
                       poll_s: float = 1.0) -> None:
     """Call ``on_result`` with each future's result as it finishes, waiting a bounded time.
@@ -142,6 +143,9 @@ def gather_with_watch(client: Any, futures: Sequence[Any], on_result: Callable[[
         Further futures, taken one at a time: one each time a future has finished and its
         ``on_result`` returned, so that as many are in flight as ``futures`` started with
         (a rolling window; the iterator submits them as it is advanced).
+    check : callable, optional
+        Called on every turn of the wait (about every 20 ms) so that it can raise, e.g. a stop
+        request whose own raise was lost (:meth:`xterrafm.batch.interrupts.StopRequests.check`).
     no_worker_timeout : float
         Seconds without any worker after which the wait fails.
     poll_s : float
@@ -164,6 +168,8 @@ def gather_with_watch(client: Any, futures: Sequence[Any], on_result: Callable[[
     alone_since: float | None = None
     last_look = time.monotonic()
     while not ready.is_empty():
+        if check is not None:
+            check()
         if ready.has_ready():
             for fut in ready.next_batch(block=False):
                 on_result(fut.result())

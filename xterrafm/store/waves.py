@@ -59,7 +59,8 @@ def waves(items: list, size: int | None) -> Iterable[list]:
 
 
 def compute_blocks(parts: list, done: Callable[[Any], None], *, wave_size: int | None,
-                   on_wave: Callable[[], None] | None = None, client: Any = None,
+                   on_wave: Callable[[], None] | None = None,
+                   stop_check: Callable[[], None] | None = None, client: Any = None,
                    tick: Callable[[], None] | None = None, task_prefix: str = "",
                    no_worker_timeout: float) -> None:
     """Compute the dask collections ``parts`` (one per block), calling ``done(result)`` for each.
@@ -76,6 +77,9 @@ def compute_blocks(parts: list, done: Callable[[Any], None], *, wave_size: int |
     on_wave : callable, optional
         Called after every ``wave_size`` finished blocks and after the last one (checkpoints,
         logging, stopping by raising: then no further block is started).
+    stop_check : callable, optional
+        With a client: called while waiting for blocks (about every 20 ms), to raise a stop
+        request; no further block is started then.
     client : distributed.Client, optional
         Compute there, in a rolling window, earlier blocks at higher priority; else on dask's
         configured local scheduler, in waves.
@@ -90,7 +94,7 @@ def compute_blocks(parts: list, done: Callable[[Any], None], *, wave_size: int |
     size = wave_size or len(parts)
     with keep_annotations():
         if client is not None:
-            _on_client(client, parts, done, size, on_wave, no_worker_timeout)
+            _on_client(client, parts, done, size, on_wave, stop_check, no_worker_timeout)
             return
         for wave in waves(parts, size):
             for result in _local(wave, tick, task_prefix):
@@ -100,7 +104,8 @@ def compute_blocks(parts: list, done: Callable[[Any], None], *, wave_size: int |
 
 
 def _on_client(client: Any, parts: list, done: Callable[[Any], None], size: int,
-               on_wave: Callable[[], None] | None, no_worker_timeout: float) -> None:
+               on_wave: Callable[[], None] | None, stop_check: Callable[[], None] | None,
+               no_worker_timeout: float) -> None:
     # one submission per block, earlier blocks at higher priority: the scheduler reads block by
     # block, and the first forward passes start after one block's reads
     submitted: list = []
@@ -122,7 +127,7 @@ def _on_client(client: Any, parts: list, done: Callable[[Any], None], size: int,
     try:
         gather_with_watch(client, first, on_result,
                           more=(submit(i) for i in range(len(first), len(parts))),
-                          no_worker_timeout=no_worker_timeout)
+                          check=stop_check, no_worker_timeout=no_worker_timeout)
     finally:
         client.cancel([f for f in submitted if not f.done()])
 

@@ -233,7 +233,8 @@ def _written_counts(emb: xr.DataArray, store: str, encoding: StoreEncoding,
 def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | None = None, *,
                  resources: dict | None = None, client: Any = None,
                  wave_size: int | str | None = "auto",
-                 on_wave: Callable[[EmbedSummary], Any] | None = None, progress: bool = True,
+                 on_wave: Callable[[EmbedSummary], Any] | None = None,
+                 stop_check: Callable[[], None] | None = None, progress: bool = True,
                  summary: EmbedSummary | None = None, encoding: StoreEncoding | None = None,
                  no_worker_timeout: float = DEFAULT_NO_WORKER_TIMEOUT_S) -> EmbedSummary:
     """Compute the given blocks of ``emb`` and write each into its region of ``store``.
@@ -259,6 +260,9 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
         Called with the running :class:`EmbedSummary` after every ``wave_size`` finished
         blocks and after the last one (a hook for batch jobs: logging, checkpoints, stopping
         by raising, after which no further block starts).
+    stop_check : callable, optional
+        With a distributed client, also called while blocks run (about every 20 ms), so that
+        a stop request (Ctrl-C, SIGTERM) ends the call even when no block finishes any more.
     progress : bool
         Show a progress bar over blocks (tqdm), updated as blocks finish.
     summary : EmbedSummary, optional
@@ -309,7 +313,8 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
     bar = tqdm(total=len(blocks), desc="embedding blocks", unit="block", disable=not progress)
     try:
         compute_blocks([counts.blocks[b] for b in blocks], add, wave_size=wave_size,
-                       on_wave=wave_done, client=client, tick=lambda: bar.update(1),
+                       on_wave=wave_done, stop_check=stop_check, client=client,
+                       tick=lambda: bar.update(1),
                        task_prefix=counts.name, no_worker_timeout=no_worker_timeout)
     finally:
         bar.close()
@@ -323,7 +328,8 @@ def write_blocks(emb: xr.DataArray, store: str, blocks: list[tuple[int, ...]] | 
 
 def write_plan(emb: xr.DataArray, plan: EmbedPlan, store: str, *, summary: EmbedSummary,
                client: Any = None, overwrite: bool = False, wave_size: int | str | None = "auto",
-               on_wave: Callable[[EmbedSummary], Any] | None = None, progress: bool = True,
+               on_wave: Callable[[EmbedSummary], Any] | None = None,
+               stop_check: Callable[[], None] | None = None, progress: bool = True,
                zarr_format: int = DEFAULT_ZARR_FORMAT, dtype: str = "float32",
                verify: str = "size", sources: Sequence[str] | None = None,
                no_worker_timeout: float = DEFAULT_NO_WORKER_TIMEOUT_S) -> EmbedSummary:
@@ -331,7 +337,8 @@ def write_plan(emb: xr.DataArray, plan: EmbedPlan, store: str, *, summary: Embed
     then the store's STAC Item.
 
     ``summary`` is updated in place as blocks finish, so that a caller catching a failure
-    still holds what was found, repaired and written. Arguments as for :func:`embed_to_zarr`.
+    still holds what was found, repaired and written. Arguments as for :func:`embed_to_zarr`;
+    ``stop_check`` as for :func:`write_blocks`.
     """
     encoding = StoreEncoding(dtype)
     emb = _regular(emb)
@@ -362,7 +369,8 @@ def write_plan(emb: xr.DataArray, plan: EmbedPlan, store: str, *, summary: Embed
         summary.counts = StoreCounts(len(_all_blocks(emb)), _cells_total(emb),
                                      found=state.found_tally, repaired=len(state.damaged))
         write_blocks(emb, store, state.todo, resources=plan.resources, client=client,
-                     wave_size=wave_size, on_wave=on_wave, progress=progress, summary=summary,
+                     wave_size=wave_size, on_wave=on_wave, stop_check=stop_check,
+                     progress=progress, summary=summary,
                      encoding=encoding, no_worker_timeout=no_worker_timeout)
         failed = False
     finally:
