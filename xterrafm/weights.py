@@ -26,7 +26,7 @@ from pathlib import Path
 from xterrafm._imports import import_gate
 from xterrafm.errors import UnsafeWeightsError, WeightsError, WeightsMismatchError
 from xterrafm.hub import PUBLISHED, download_published_weights
-from xterrafm.models.config import TerraFMConfig, get_config
+from xterrafm.models.config import CONFIGS, TerraFMConfig, get_config
 from xterrafm.models.terrafm import FUSION_PREFIX, TerraFM
 from xterrafm.models.vit import init_vit_weights
 
@@ -282,12 +282,15 @@ def _infer_config(sd: Mapping[str, Tensor]) -> TerraFMConfig:
     if cls is None:
         raise WeightsMismatchError("checkpoint has no 'cls_token'; not a TerraFM state_dict")
     depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
-    for name in ("terrafm-b", "terrafm-l", "terrafm-tiny"):
-        cfg = get_config(name)
-        if cfg.embed_dim == cls.shape[-1] and cfg.depth == depth:
+    stems = [v for k, v in sd.items() if k.startswith("patch_embed.conv2d_") and v.ndim == 4]
+    patch = int(stems[0].shape[-1]) if stems else None
+    for cfg in CONFIGS.values():
+        if (cfg.embed_dim == cls.shape[-1] and cfg.depth == depth
+                and patch in (None, cfg.patch_size)):
             return cfg
     raise WeightsMismatchError(
-        f"checkpoint width {cls.shape[-1]} / depth {depth} matches no known TerraFM variant"
+        f"checkpoint width {cls.shape[-1]} / depth {depth} / patch {patch} px matches no known "
+        "TerraFM variant"
     )
 
 
@@ -379,7 +382,7 @@ def load_model(
     Parameters
     ----------
     name : str or TerraFMConfig
-        ``"terrafm-b"`` (default), ``"terrafm-l"`` or ``"terrafm-tiny"``.
+        ``"terrafm-b"`` (default), ``"terrafm-l"``, ``"terrafm-tiny"`` or ``"terrafm-tiny-p8"``.
     weights : None, path-like, ``"hf"`` or mapping
         ``None``: random initialisation, deterministic for ``seed`` (no pretrained knowledge:
         for tests and pipelines only). A ``.pth``/``.pt`` (``torch.load(weights_only=True)``)

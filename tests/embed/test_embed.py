@@ -140,6 +140,30 @@ def test_embedding_equals_model_by_hand(make_cube, tiny_weights, tiny_model, lev
         assert np.isnan(got[:, :, 0, 0]).all()
 
 
+def test_patch_level_follows_the_model_patch_size(make_cube):
+    """terrafm-tiny-p8 (the tiny pretraining recipe's encoder): one output cell per 8 px patch,
+    each equal to that patch's token of the model run by hand, NaN where the patch is invalid."""
+    model = xterrafm.load_model("terrafm-tiny-p8", seed=4)
+    h, w, tile, p = 64, 96, 32, 8
+    cube = make_cube(h, w, chunks=48, n_dates=1, nan_box=(0, 12, 0, 12))
+    emb = cube.terrafm.embed(model="terrafm-tiny-p8", seed=4, tile=tile, level="patch",
+                             min_valid=0.5)
+    assert emb.shape == (1, model.embed_dim, h // p, w // p)
+    np.testing.assert_allclose(np.diff(emb.x.values), 10 * p)  # 10 m pixels: 80 m cells
+    got = emb.compute(scheduler="threads").values[0]
+    values = cube.values
+    for ky in range(h // tile):
+        for kx in range(w // tile):
+            win = _window(values, 0, ky * tile, kx * tile, tile)
+            ref = _by_hand(model, win, "s1", "patch")
+            sub = got[:, ky * tile // p:(ky + 1) * tile // p, kx * tile // p:(kx + 1) * tile // p]
+            valid = np.isfinite(win).all(axis=1)[0]
+            keep = valid.reshape(tile // p, p, tile // p, p).mean(axis=(1, 3)) >= 0.5
+            assert np.isnan(sub[:, ~keep]).all()
+            np.testing.assert_allclose(sub[:, keep], ref[:, keep], atol=1e-4, rtol=0)
+    assert np.isnan(got[:, 0, 0]).all() and np.isfinite(got[:, 1, 1]).all()
+
+
 def test_partial_nan_windows_reach_model_filled(make_cube, tiny_weights, tiny_model):
     """A window with 30% NaN (above min_valid): finite output equal to the filled window."""
     cube = make_cube(64, 64, n_dates=1, nan_box=(0, 64, 0, 19))

@@ -271,3 +271,22 @@ def test_truncated_safetensors_names_the_file(tmp_path: Path):
         with pytest.raises(WeightsError, match=name) as info:
             load_model("terrafm-tiny", weights=path)
         assert "safetensors" in str(info.value)
+
+
+def test_the_patch_size_tells_tiny_variants_apart(tmp_path: Path):
+    """terrafm-tiny and terrafm-tiny-p8 share width and depth; a checkpoint's stem shape picks
+    the variant, and loading one as the other is refused naming the stem."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        p8 = TerraFM("terrafm-tiny-p8")
+    src = tmp_path / "p8.pth"
+    torch.save(p8.state_dict(), src)
+    convert_weights(src, tmp_path / "p8.safetensors")  # variant inferred from the tensors
+    model = load_model("tiny-p8", weights=tmp_path / "p8.safetensors")
+    assert model.config.patch_size == 8
+    with torch.no_grad():
+        assert model(torch.zeros(1, 12, 32, 32), modality="s2_l2a").shape == (1, 32)
+    convert_weights(_published_sd(), tmp_path / "p16.safetensors")
+    assert load_model("terrafm-tiny", weights=tmp_path / "p16.safetensors").config.patch_size == 16
+    with pytest.raises(WeightsMismatchError, match="conv2d_s2_l2a"):
+        load_model("terrafm-tiny", weights=tmp_path / "p8.safetensors")

@@ -11,7 +11,8 @@ from xterrafm.pretrain.config import load_config
 
 @pytest.mark.parametrize(("override", "expect"), [
     ("--base_lr=-1", "'base_lr' = -1.0: must be > 0"),
-    ("--global_crop_size=40", "'global_crop_size' = 40: must be a multiple of the 16 px"),
+    ("--global_crop_size=44", "'global_crop_size' = 44: must be a multiple of the model's 8 px"),
+    ("--model=terrafm-x", "'model' = 'terrafm-x': must be one of"),
     ("--center_momentum=1.5", "'center_momentum' = 1.5: must be in [0, 1)"),
     ("--teacher_temp=0", "'teacher_temp' = 0.0: must be > 0"),
     ("--max_steps=-1", "max_steps"),
@@ -40,3 +41,12 @@ def test_shipped_configs_pass_and_api_refuses_the_same_values():
         load_config(name)
     with pytest.raises(UsageError, match="teacher_temp"):
         load_config("tiny", {"teacher_temp": 0})
+
+
+def test_crop_sizes_follow_the_model_patch_size():
+    """Crops must hold whole patches of the configured model: 8 px for the tiny recipe's
+    ``terrafm-tiny-p8``, 16 px for the published variants."""
+    assert load_config("tiny", {"global_crop_size": 40}).global_crop_size == 40
+    with pytest.raises(UsageError, match="multiple of the model's 16 px patch size"):
+        load_config("tiny", {"model": "terrafm-tiny", "global_crop_size": 40})
+

@@ -59,7 +59,8 @@ def test_checkpoint_contents_and_export_round_trip(pretrain_cube, tmp_path, fast
     assert lines[0]["teacher_temp"] == pytest.approx(0.04)
     # export: the teacher backbone in the published layout + fusion keys
     assert result.export_path is not None and result.export_path.exists()
-    model = load_model("terrafm-tiny", weights=result.export_path)
+    model = load_model(cfg.model, weights=result.export_path)
+    assert model.config.patch_size == 8  # the tiny recipe's terrafm-tiny-p8
     teacher = {k[len("backbone."):]: v for k, v in state["teacher"].items()
                if k.startswith("backbone.")}
     for k, v in model.state_dict().items():

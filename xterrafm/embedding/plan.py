@@ -368,8 +368,9 @@ def make_plan(settings: EmbedSettings, *, modality: str, geobox: GeoBox,
     stamp = None if hub else weights_stamp(weights)  # workers hash a hub file themselves
     ny, nx = geobox.shape
     try:
-        y_ax = AxisWindows(int(ny), settings.tile, settings.step, settings.level)
-        x_ax = AxisWindows(int(nx), settings.tile, settings.step, settings.level)
+        patch = get_config(settings.model).patch_size
+        y_ax = AxisWindows(int(ny), settings.tile, settings.step, settings.level, patch)
+        x_ax = AxisWindows(int(nx), settings.tile, settings.step, settings.level, patch)
     except ValueError as err:
         raise UsageError(str(err)) from None
     sha, source, dim = describe_model(settings.model, weights, settings.seed, stamp)

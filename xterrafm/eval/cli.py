@@ -80,7 +80,7 @@ def add_eval_subparser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     syn.add_argument("--modality", default="s2_l2a", choices=("s2_l2a", "s2_l1c", "s1"),
                      help="which of the scene's sensors to embed")
     syn.add_argument("--model", default="terrafm-b",
-                     help="terrafm-b, terrafm-l or terrafm-tiny")
+                     help="terrafm-b, terrafm-l, terrafm-tiny or terrafm-tiny-p8")
     syn.add_argument("--weights", default=None,
                      help="weights file; default random init (scores then mean little)")
     syn.add_argument("--level", choices=("patch", "tile"), default="patch",

@@ -75,7 +75,8 @@ def add_validate_subparser(subparsers: argparse._SubParsersAction) -> argparse.A
     mod = parser.add_argument_group("model")
     mod.add_argument("--weights", required=True,
                      help="the published weights: a local .pth/.safetensors, or 'hf'")
-    mod.add_argument("--model", default="terrafm-b", help="terrafm-b, terrafm-l, terrafm-tiny")
+    mod.add_argument("--model", default="terrafm-b",
+                     help="terrafm-b, terrafm-l, terrafm-tiny, terrafm-tiny-p8")
     mod.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
     mod.add_argument("--batch-size", type=positive_int, default=32, help="images per forward")
     inp = parser.add_argument_group("inputs (defaults: the paper's protocol)")

@@ -2,7 +2,9 @@
 
 The published variants (``terrafm-b``, ``terrafm-l``) follow
 ``shared/reference/terrafm_model.md``; ``terrafm-tiny`` is a small test/example configuration
-with the same structure (and the same 14 x 14 base position grid).
+with the same structure (and the same 14 x 14 base position grid), and ``terrafm-tiny-p8`` the
+same encoder on 8 px patches: the encoder of the ``tiny`` pretraining recipe, whose 32-64 px
+windows give it 4 x 4 to 8 x 8 tokens instead of 2 x 2 to 4 x 4 (docs/pretraining.md).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ class TerraFMConfig:
     num_heads : int
         Attention heads per block (``embed_dim`` must be divisible by it).
     patch_size : int
-        Side of the square patches in pixels (16 for every published variant).
+        Side of the square patches in pixels (16 for every published variant,
+        8 for ``terrafm-tiny-p8``).
     stem_dim : int
         Width of the modality stems and the shared token projection (3·D published).
     mlp_ratio : float
@@ -120,6 +123,8 @@ CONFIGS: dict[str, TerraFMConfig] = {
     ),
     "terrafm-l": TerraFMConfig(name="terrafm-l", embed_dim=1024, depth=24, num_heads=16),
     "terrafm-tiny": TerraFMConfig(name="terrafm-tiny", embed_dim=32, depth=4, num_heads=2),
+    "terrafm-tiny-p8": TerraFMConfig(name="terrafm-tiny-p8", embed_dim=32, depth=4, num_heads=2,
+                                     patch_size=8),
 }
 
 
@@ -129,8 +134,9 @@ def get_config(name: str | TerraFMConfig, **overrides) -> TerraFMConfig:
     Parameters
     ----------
     name : str or TerraFMConfig
-        ``"terrafm-b"``, ``"terrafm-l"`` or ``"terrafm-tiny"`` (case-insensitive; ``"b"``,
-        ``"l"``, ``"tiny"`` accepted), or a config, returned as is.
+        ``"terrafm-b"``, ``"terrafm-l"``, ``"terrafm-tiny"`` or ``"terrafm-tiny-p8"``
+        (case-insensitive; ``"b"``, ``"l"``, ``"tiny"``, ``"tiny-p8"`` accepted), or a config,
+        returned as is.
     **overrides
         Fields to replace (e.g. ``fusion_queries=8``).
     """

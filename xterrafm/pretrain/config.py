@@ -17,6 +17,7 @@ from typing import Any
 
 from xterrafm._imports import import_gate
 from xterrafm.errors import UsageError
+from xterrafm.models.config import CONFIGS, get_config
 
 try:  # Python >= 3.11
     import tomllib
@@ -228,10 +229,6 @@ def load_config(name_or_path: str | os.PathLike, overrides: dict[str, Any] | Non
 
 
 # -- value checks, made when a config is loaded or overridden -----------------------------------
-#: Side of a ViT patch: crops must hold whole patches.
-_PATCH_PX = 16
-
-
 def _fail(key: str, value: Any, need: str) -> None:
     raise UsageError(f"config key {key!r} = {value!r}: {need}")
 
@@ -267,9 +264,13 @@ def check_config_values(config: PretrainConfig) -> None:
     for key in ("min_valid_fraction", "radiometric_p"):
         if not 0.0 <= getattr(c, key) <= 1.0:
             _fail(key, getattr(c, key), "must be in [0, 1]")
+    try:
+        patch = get_config(c.model).patch_size
+    except ValueError:
+        _fail("model", c.model, f"must be one of {sorted(CONFIGS)}")
     for key in ("global_crop_size", "local_crop_size"):
-        if getattr(c, key) % _PATCH_PX:
-            _fail(key, getattr(c, key), f"must be a multiple of the {_PATCH_PX} px patch size")
+        if getattr(c, key) % patch:
+            _fail(key, getattr(c, key), f"must be a multiple of the model's {patch} px patch size")
     if c.local_crop_size > c.tile_size:
         _fail("local_crop_size", c.local_crop_size, f"must not exceed tile_size ({c.tile_size})")
     for key in ("global_crop_scale", "local_crop_scale"):
