@@ -31,19 +31,33 @@ def test_cpuinfo_flags_are_those_of_the_first_processor():
     assert hw.cpuinfo_flags("processor\t: 0\nFeatures\t: fp asimd bf16\n") is None
 
 
-@pytest.mark.parametrize(("caps", "flags", "native"), [
-    (SAPPHIRE, {"avx512_bf16", "amx_bf16"}, True),
-    (COOPER, {"avx512_bf16"}, True),
-    ({**ZEN3, "amx_bf16": True}, {"amx_bf16"}, True),  # AMX alone is enough
-    (ZEN3, {"avx2"}, False),
-    (SKYLAKE, {"avx512f", "avx512bw"}, False),  # AVX-512 without BF16: emulated
-    (COOPER, {"avx512f"}, False),  # torch sees it, the kernel does not list it
-    (COOPER, None, True),  # no /proc/cpuinfo: torch's answer stands
+ZEN4 = {**COOPER, "cpu_name": "AMD EPYC 9R14"}
+EMERALD_NO_AMX = {**COOPER, "cpu_name": "Intel Xeon"}  # a guest without the AMX tiles
+
+
+@pytest.mark.parametrize(("caps", "flags", "vendor", "native"), [
+    (SAPPHIRE, {"avx512_bf16", "amx_bf16"}, "GenuineIntel", True),
+    ({**ZEN3, "amx_bf16": True}, {"amx_bf16"}, None, True),  # AMX alone is enough
+    (ZEN4, {"avx512_bf16"}, "AuthenticAMD", True),  # full-rate bf16 dot products
+    (EMERALD_NO_AMX, {"avx512_bf16"}, "GenuineIntel", False),  # native, but slower than fp32
+    (COOPER, {"avx512_bf16"}, None, False),  # AVX512-BF16 alone from an unknown vendor
+    (ZEN4, None, None, True),  # no /proc/cpuinfo: torch's flags and CPU name stand
+    (EMERALD_NO_AMX, None, None, False),
+    (ZEN3, {"avx2"}, "AuthenticAMD", False),
+    (SKYLAKE, {"avx512f", "avx512bw"}, "GenuineIntel", False),  # AVX-512 without BF16: emulated
+    (ZEN4, {"avx512f"}, "AuthenticAMD", False),  # torch sees it, the kernel does not list it
 ])
-def test_native_bf16_needs_avx512_bf16_or_amx_seen_by_torch_and_the_kernel(caps, flags, native):
-    verdict = hw.native_bf16_verdict(caps, flags)
+def test_bf16_is_chosen_where_native_and_faster_than_fp32(caps, flags, vendor, native):
+    verdict = hw.native_bf16_verdict(caps, flags, vendor=vendor)
     assert verdict.native is native
     assert verdict.reason
+    if caps is EMERALD_NO_AMX:
+        assert "slower than fp32" in verdict.reason and "GenuineIntel" in verdict.reason
+
+
+def test_cpuinfo_vendor_is_that_of_the_first_processor():
+    assert hw.cpuinfo_vendor(CPUINFO) == "GenuineIntel"
+    assert hw.cpuinfo_vendor("processor\t: 0\nflags\t: fpu\n") is None
 
 
 def test_no_onednn_or_not_x86_is_not_native():

@@ -133,8 +133,9 @@ class EmbedSettings:
         "auto", "Torch device: ``\"auto\"`` (CUDA where a worker has it), ``\"cpu\"``, "
         "``\"cuda\"``, ``\"cuda:1\"``.", type_doc="str")
     precision: str = _option(
-        "auto", "Inference precision: ``\"auto\"`` (bf16 on CUDA and on CPUs with native bf16 "
-        "— AVX512-BF16 or AMX — fp32 elsewhere; resolved on the workers, one precision per "
+        "auto", "Inference precision: ``\"auto\"`` (bf16 on CUDA and on CPUs where bf16 is "
+        "faster than fp32 — AMX-BF16, or AVX512-BF16 on AMD — fp32 elsewhere; resolved on the "
+        "workers, one precision per "
         "job, recorded in the output's attrs and the store fingerprint), ``\"fp32\"``, "
         "``\"bf16\"``, ``\"fp16\"``.", type_doc="str", choices=PRECISIONS)
     normalize: str | None = _option(

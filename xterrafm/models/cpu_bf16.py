@@ -1,9 +1,19 @@
 """Whether this CPU computes bfloat16 natively, which decides ``precision="auto"`` on CPU.
 
-Torch runs CPU autocast in bf16 through oneDNN. On x86 CPUs with AVX512-BF16 or AMX-BF16
-instructions those kernels are native and a TerraFM-B forward pass is about 3x faster than
-fp32 (docs/benchmarks.md); without them oneDNN emulates bf16 and the same pass is several
-times *slower* than fp32. So ``"auto"`` takes bf16 on a CPU only where it is native.
+Torch runs CPU autocast in bf16 through oneDNN. Native instructions are not enough; what
+counts is whether they beat fp32 (docs/benchmarks.md, TerraFM-B forward passes on 2 cores):
+
+* AMX-BF16 (Intel Sapphire Rapids and later): about 3x faster than fp32;
+* AVX512-BF16 on AMD (Zen 4 and later): about 3x faster by CPU time;
+* AVX512-BF16 on an Intel CPU without AMX (here: an Emerald Rapids guest whose hypervisor
+  withholds the AMX tiles): oneDNN runs native ``avx512_core_bf16`` kernels, and they are about
+  1.5x *slower* than fp32, since these cores issue the bf16 dot product on one port where fp32
+  FMAs use two;
+* neither: oneDNN emulates bf16, several times slower than fp32.
+
+So ``"auto"`` takes bf16 on a CPU with AMX-BF16, or with AVX512-BF16 from AMD, and fp32
+elsewhere (an Intel or unknown-vendor CPU with AVX512-BF16 alone included: fp32 is never the
+slow choice there).
 
 The decision uses what torch itself dispatches on, :func:`torch.cpu.get_capabilities` (cpuinfo's
 CPUID query: ``avx512_bf16``, ``amx_bf16``) with oneDNN present
@@ -30,13 +40,15 @@ from typing import Any
 from xterrafm._imports import import_gate
 
 __all__ = ["ENV_OVERRIDE", "NATIVE_BF16_FLAGS", "Bf16Verdict", "cpu_bf16", "cpuinfo_flags",
-           "env_override", "native_bf16_verdict"]
+           "cpuinfo_vendor", "env_override", "native_bf16_verdict"]
 
 #: Environment variable that overrides the detection: ``1`` (native bf16) or ``0`` (not).
 ENV_OVERRIDE = "XTERRAFM_CPU_BF16"
 
 #: x86 features with which oneDNN runs bf16 matrix products natively.
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+#: ``vendor_id`` of the CPUs whose AVX512-BF16 alone makes bf16 faster than fp32.
+FAST_AVX512_BF16_VENDORS = ("AuthenticAMD",)
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -58,6 +70,20 @@ class Bf16Verdict:
     reason: str
 
 
+def _cpuinfo_field(name: str, text: str | None) -> str | None:
+    """The first processor's ``name`` field of ``/proc/cpuinfo`` (or of ``text``), or None."""
+    if text is None:
+        try:
+            text = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return None
+
+
 def cpuinfo_flags(text: str | None = None) -> frozenset[str] | None:
     """The CPU feature flags of ``/proc/cpuinfo`` (the first processor's ``flags`` line).
 
@@ -71,16 +97,13 @@ def cpuinfo_flags(text: str | None = None) -> frozenset[str] | None:
     frozenset of str or None
         The flags, or None when there is no such file or no ``flags`` line (not Linux x86).
     """
-    if text is None:
-        try:
-            text = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return None
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return frozenset(value.split())
-    return None
+    value = _cpuinfo_field("flags", text)
+    return None if value is None else frozenset(value.split())
+
+
+def cpuinfo_vendor(text: str | None = None) -> str | None:
+    """The CPU vendor of ``/proc/cpuinfo`` (``GenuineIntel``, ``AuthenticAMD``), or None."""
+    return _cpuinfo_field("vendor_id", text) or None
 
 
 def env_override(environ: Mapping[str, str] | None = None) -> bool | None:
@@ -102,22 +125,26 @@ def env_override(environ: Mapping[str, str] | None = None) -> bool | None:
 
 
 def native_bf16_verdict(capabilities: Mapping[str, Any], flags: Iterable[str] | None, *,
-                        onednn: bool = True) -> Bf16Verdict:
+                        onednn: bool = True, vendor: str | None = None) -> Bf16Verdict:
     """Decide from what torch reports and what the kernel lists (no detection here).
 
     Parameters
     ----------
     capabilities : mapping
         ``torch.cpu.get_capabilities()`` or the same keys (``architecture``, ``avx512_bf16``,
-        ``amx_bf16``...).
+        ``amx_bf16``, ``cpu_name``...).
     flags : iterable of str or None
         ``/proc/cpuinfo`` flags (:func:`cpuinfo_flags`); None when unknown.
     onednn : bool
         Whether torch was built with oneDNN (``torch.backends.mkldnn.is_available()``).
+    vendor : str, optional
+        ``vendor_id`` of ``/proc/cpuinfo`` (:func:`cpuinfo_vendor`); when None, read from the
+        capabilities' ``cpu_name`` ("AMD ..." or "Intel ...").
 
     Returns
     -------
     Bf16Verdict
+        ``native`` is True where bf16 is both native and faster than fp32 (module docstring).
     """
     arch = str(capabilities.get("architecture", "")).lower()
     if arch not in ("x86_64", "x86", "amd64", "i386", "i686"):
@@ -129,12 +156,22 @@ def native_bf16_verdict(capabilities: Mapping[str, Any], flags: Iterable[str] | 
     if not found:
         return Bf16Verdict(False, "no avx512_bf16 or amx_bf16 (torch.cpu.get_capabilities)")
     if flags is None:
-        return Bf16Verdict(True, f"torch reports {', '.join(found)} (no /proc/cpuinfo to check)")
-    listed = [f for f in found if f in set(flags)]
+        listed, source = found, "torch; no /proc/cpuinfo to check"
+    else:
+        listed, source = [f for f in found if f in set(flags)], "torch and /proc/cpuinfo"
     if not listed:
         return Bf16Verdict(False, f"torch reports {', '.join(found)} but the kernel does not "
                                   "list it in /proc/cpuinfo")
-    return Bf16Verdict(True, f"{', '.join(listed)} (torch and /proc/cpuinfo)")
+    if "amx_bf16" in listed:
+        return Bf16Verdict(True, f"{', '.join(listed)} ({source})")
+    if vendor is None:
+        name = str(capabilities.get("cpu_name", "")).lower()
+        vendor = ("AuthenticAMD" if "amd" in name.split() else
+                  "GenuineIntel" if "intel" in name.split() else None)
+    if vendor in FAST_AVX512_BF16_VENDORS:
+        return Bf16Verdict(True, f"avx512_bf16 on {vendor} ({source})")
+    return Bf16Verdict(False, f"avx512_bf16 without amx_bf16 on {vendor or 'an unknown vendor'} "
+                              f"({source}): bf16 is slower than fp32 there")
 
 
 def cpu_bf16() -> Bf16Verdict:
@@ -151,4 +188,5 @@ def cpu_bf16() -> Bf16Verdict:
         import torch
 
     caps = dict(torch.cpu.get_capabilities())
-    return native_bf16_verdict(caps, cpuinfo_flags(), onednn=torch.backends.mkldnn.is_available())
+    return native_bf16_verdict(caps, cpuinfo_flags(), onednn=torch.backends.mkldnn.is_available(),
+                               vendor=cpuinfo_vendor())

@@ -51,8 +51,8 @@ class TerraFM(nn.Module):
         up to float rounding.
     precision : str
         ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``: autocast dtype of the forward pass
-        (outputs are returned as float32). bf16 pays on CUDA and on CPUs with native bf16
-        (:mod:`xterrafm.models.cpu_bf16`); elsewhere on a CPU it is emulated and slower.
+        (outputs are returned as float32). bf16 pays on CUDA and on CPUs with AMX-BF16, or
+        AVX512-BF16 from AMD (:mod:`xterrafm.models.cpu_bf16`); on other CPUs it is slower.
 
     Notes
     -----
