@@ -22,13 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from machine_info import describe_machine
 from torch.utils.data import DataLoader
 
 from xterrafm.data import TileDataset
@@ -123,8 +123,7 @@ def best_of(rounds: int, *funcs):
 def machine() -> str:
     """One-line description of this machine."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+    return (f"{describe_machine(torch=torch.__version__)} ({torch.get_num_threads()} threads), "
             f"load average at start {load:.1f}")
 
 
@@ -163,7 +162,7 @@ def main() -> None:
     views = 2 + config.n_local_crops
     lines = [
         SECTION, "",
-        f"Machine: {desc}. Tiny config (terrafm-tiny, batch {config.batch_size}, "
+        f"Machine: {desc}. Tiny config ({config.model}, batch {config.batch_size}, "
         f"{config.tile_size} px tiles, 2 x {config.global_crop_size} px + "
         f"{config.n_local_crops} x {config.local_crop_size} px views), synthetic "
         f"{args.size} x {args.size} px scene (S1, S2 L1C, S2 L2A, 2 dates) in a Zarr training "
@@ -180,8 +179,8 @@ def main() -> None:
         f"| raw windows/s, xbatcher BatchGenerator, same windows | {xb:.1f} ({n_xb}) |",
         f"| ratio TileDataset / xbatcher | {ours / xb:.2f} |", "",
         "Loader rate over train-step consumption: "
-        f"{ld_rate / tr['compute_samples_per_s']:.1f}x. The machine is shared, so absolute "
-        "numbers move with its load; the ratios are the result.", "",
+        f"{ld_rate / tr['compute_samples_per_s']:.1f}x. Absolute numbers move with the machine's "
+        "load (its average at the start is above); the ratios are the result.", "",
     ]
     text = "\n".join(lines)
     print(text)

@@ -22,8 +22,24 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: The vector features that decide the model's speed and ``precision="auto"``.
+VECTOR_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def vector_flags() -> str:
+    """Which of :data:`VECTOR_FLAGS` ``/proc/cpuinfo`` lists (``"flags ?"`` when unknown)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return "flags " + (" ".join(f for f in VECTOR_FLAGS if f in have) or "-")
+    except OSError:
+        pass
+    return "flags ?"
+
+
 def describe_machine(**versions: str) -> str:
-    """``"<cpu model>, <n> cores, name version, ..."`` with the given software versions."""
-    parts = [cpu_model(), f"{os.cpu_count()} cores"]
+    """``"<cpu model>, <n> cores, flags ..., name version, ..."`` with the given versions."""
+    parts = [cpu_model(), f"{os.cpu_count()} cores", vector_flags()]
     parts += [f"{name} {version}" for name, version in versions.items()]
     return ", ".join(parts)
