@@ -1,14 +1,14 @@
-"""Whether this CPU computes bfloat16 natively, which decides ``precision="auto"`` on CPU.
+"""Whether bfloat16 is native *and* faster than fp32 on this CPU: ``precision="auto"`` on CPU.
 
 Torch runs CPU autocast in bf16 through oneDNN. Native instructions are not enough; what
 counts is whether they beat fp32 (docs/benchmarks.md, TerraFM-B forward passes on 2 cores):
 
 * AMX-BF16 (Intel Sapphire Rapids and later): about 3x faster than fp32;
-* AVX512-BF16 on AMD (Zen 4 and later): about 3x faster by CPU time;
+* AVX512-BF16 on AMD (a Zen 4 EPYC): about 3x faster by CPU time;
 * AVX512-BF16 on an Intel CPU without AMX (here: an Emerald Rapids guest whose hypervisor
   withholds the AMX tiles): oneDNN runs native ``avx512_core_bf16`` kernels, and they are about
-  1.5x *slower* than fp32, since these cores issue the bf16 dot product on one port where fp32
-  FMAs use two;
+  1.5x *slower* than fp32 (measured; the likely reason is that these cores issue the bf16 dot
+  product on one port where fp32 FMAs use two);
 * neither: oneDNN emulates bf16, several times slower than fp32.
 
 So ``"auto"`` takes bf16 on a CPU with AMX-BF16, or with AVX512-BF16 from AMD, and fp32
@@ -61,7 +61,7 @@ class Bf16Verdict:
     Attributes
     ----------
     native : bool
-        True when bf16 matrix products run on native instructions.
+        True when bf16 matrix products run on native instructions that beat fp32.
     reason : str
         What decided it (for attrs, logs and error messages).
     """
