@@ -28,14 +28,12 @@ VECTOR_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 def vector_flags() -> str:
     """Which of :data:`VECTOR_FLAGS` ``/proc/cpuinfo`` lists (``"flags ?"`` when unknown)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                return "flags " + (" ".join(f for f in VECTOR_FLAGS if f in have) or "-")
-    except OSError:
-        pass
-    return "flags ?"
+    from xterrafm.models.cpu_bf16 import cpuinfo_flags
+
+    have = cpuinfo_flags()
+    if have is None:
+        return "flags ?"
+    return "flags " + (" ".join(f for f in VECTOR_FLAGS if f in have) or "-")
 
 
 def describe_machine(**versions: str) -> str:

@@ -188,5 +188,10 @@ def cpu_bf16() -> Bf16Verdict:
         import torch
 
     caps = dict(torch.cpu.get_capabilities())
-    return native_bf16_verdict(caps, cpuinfo_flags(), onednn=torch.backends.mkldnn.is_available(),
-                               vendor=cpuinfo_vendor())
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""  # no file: no flags, no vendor
+    return native_bf16_verdict(caps, cpuinfo_flags(text),
+                               onednn=torch.backends.mkldnn.is_available(),
+                               vendor=cpuinfo_vendor(text))
