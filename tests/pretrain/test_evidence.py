@@ -73,6 +73,13 @@ def test_evidence_command_writes_the_documented_json(tmp_path, two_threads, caps
         assert best["value"] == max(b["linear"]["accuracy"] for b in s["baselines"].values())
         lo, hi = s["ci95_regions"]["knn"]["macro_accuracy"]["pretrained"]
         assert lo <= s["pretrained"]["knn"]["macro_accuracy"] <= hi
+    assert doc["protocol"]["probe_class_weight"] == {"accuracy": None,
+                                                     "macro_accuracy": "balanced"}
+    for s in doc["seeds"]:
+        assert 0.0 <= s["pretrained"]["linear"]["macro_accuracy_prior_fit"] <= 1.0
+        assert "macro_accuracy_prior_fit" in s["margin"]["knn"]
+    assert set(doc["summary"]["knn"]) == {"accuracy", "macro_accuracy",
+                                          "macro_accuracy_prior_fit"}
     summary = doc["summary"]["linear"]["accuracy"]
     margins = [s["margin"]["linear"]["accuracy"]["value"] for s in doc["seeds"]]
     assert summary["mean_margin"] == pytest.approx(sum(margins) / 2)
@@ -90,3 +97,25 @@ def test_evidence_command_refuses_bad_sizes(tmp_path, argv, word, capsys):
         main(["--json", str(tmp_path / "x.json"), *argv])
     assert exc.value.code == 2 and word in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_macro_accuracy_is_scored_on_class_balanced_probes():
+    """Accuracy comes from probes fitted to the labels as they come, macro-accuracy from
+    class-balanced ones: on two overlapping classes at 95 : 5 the plain probes trade the rare
+    class for accuracy, the balanced ones recall both classes."""
+    import numpy as np
+
+    from xterrafm.pretrain.evidence import _score
+
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(-1, 1, (1900, 2)), rng.normal(1, 1, (100, 2))])
+    y = np.array([0] * 1900 + [1] * 100)
+    x_test = np.concatenate([rng.normal(-1, 1, (950, 2)), rng.normal(1, 1, (50, 2))])
+    y_test = np.array([0] * 950 + [1] * 50)
+    scores, preds = _score(x, y, x_test, y_test)
+    for p in ("knn", "linear"):
+        plain, balanced = preds[p]["accuracy"], preds[p]["macro_accuracy"]
+        assert (balanced == 1).sum() > 2 * (plain == 1).sum()  # the rare class is predicted
+        assert scores[p]["macro_accuracy"] > scores[p]["macro_accuracy_prior_fit"] + 0.1
+        assert scores[p]["accuracy"] == pytest.approx(float((plain == y_test).mean()))
+        assert scores[p]["recall"]["1"] > 0.7

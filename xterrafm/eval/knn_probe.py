@@ -28,6 +28,7 @@ with import_gate():
 if TYPE_CHECKING:
     import torch
 
+from xterrafm.eval.class_balance import class_weights
 from xterrafm.eval.metrics import accuracy, micro_f1
 from xterrafm.eval.splits import subsample_training_set
 
@@ -86,6 +87,7 @@ def knn_scores(
     train_fraction: float = 1.0,
     seed: int = 0,
     chunk_size: int | None = None,
+    class_weight: str | None = None,
 ) -> KNNScores:
     """Per-class kNN vote shares of test embeddings against labelled training embeddings.
 
@@ -110,6 +112,11 @@ def knn_scores(
         Seed of that subsample.
     chunk_size : int, optional
         Test rows per similarity block; default keeps a block under 256 MiB.
+    class_weight : {None, "balanced"}
+        Single-label only: ``"balanced"`` multiplies each neighbour's vote by its class weight
+        ``N / (C · n_c)`` (:mod:`xterrafm.eval.class_balance`, counted on the training set
+        used), i.e. divides each class's vote share by its prior before the shares are
+        normalised; ``None`` counts every neighbour alike.
 
     Returns
     -------
@@ -147,11 +154,14 @@ def knn_scores(
         xtr, y = xtr[torch.from_numpy(idx)], y[idx]
 
     if multilabel:
+        if class_weight is not None:
+            raise ValueError("class_weight applies to single-label kNN only")
         classes = np.arange(y.shape[1])
         targets = torch.from_numpy(y.astype(np.float32))  # (N, C)
     else:
         classes, codes = np.unique(y, return_inverse=True)
         targets = F.one_hot(torch.from_numpy(codes.astype(np.int64)), len(classes)).float()
+        targets = targets * torch.from_numpy(class_weights(codes, len(classes), class_weight))
 
     n_train = xtr.shape[0]
     k_eff = min(k, n_train)
@@ -167,7 +177,9 @@ def knn_scores(
             # subtract the row maximum before exp: shares are unchanged, overflow is avoided
             w = torch.exp((top_sim - top_sim[:, :1]) / temperature)  # (m, k)
             votes = torch.einsum("mk,mkc->mc", w, targets[top_idx])
-            out[start : start + block.shape[0]] = (votes / w.sum(dim=1, keepdim=True)).numpy()
+            # weighted votes are renormalised so that single-label shares still sum to 1
+            total = (w if class_weight is None else votes).sum(dim=1, keepdim=True)
+            out[start : start + block.shape[0]] = (votes / total).numpy()
     return KNNScores(scores=out, classes=classes)
 
 
@@ -180,7 +192,7 @@ def knn(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, **options: An
         As for `knn_scores`.
     **options
         Keyword arguments of `knn_scores`: ``k``, ``temperature``, ``multilabel``,
-        ``train_fraction``, ``seed``, ``chunk_size``.
+        ``train_fraction``, ``seed``, ``chunk_size``, ``class_weight``.
 
     Returns
     -------

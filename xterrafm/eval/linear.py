@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xterrafm._imports import import_gate
+from xterrafm.eval.class_balance import class_weights
 from xterrafm.eval.metrics import accuracy, mean_average_precision
 from xterrafm.eval.probe_training import train_adamw_cosine
 
@@ -95,6 +96,7 @@ def fit_linear_probe(
     batch_size: int = 256,
     optimizer: str = "adamw",
     standardize: bool = True,
+    class_weight: str | None = None,
     seed: int = 0,
 ) -> LinearProbe:
     """Train a linear probe on frozen features (see the module docstring for the defaults).
@@ -118,6 +120,10 @@ def fit_linear_probe(
     optimizer : {"adamw", "lbfgs"}
     standardize : bool
         Standardise features with the training mean and standard deviation.
+    class_weight : {None, "balanced"}
+        Single-label only: ``"balanced"`` weights each sample's cross-entropy by
+        ``N / (C · n_c)`` (:mod:`xterrafm.eval.class_balance`), so that the probe is fitted as
+        if every class were equally frequent; ``None`` weights all samples alike.
     seed : int
         Seeds the shuffling; same seed, same data → identical probe.
 
@@ -141,6 +147,8 @@ def fit_linear_probe(
     if multilabel:
         if y.ndim != 2:
             raise ValueError(f"multilabel=True needs multi-hot train_y (N, C); got {y.shape}")
+        if class_weight is not None:
+            raise ValueError("class_weight applies to single-label probes only")
         classes = np.arange(y.shape[1])
         target = torch.from_numpy(y.astype(np.float32))
         loss_fn = F.binary_cross_entropy_with_logits
@@ -149,7 +157,10 @@ def fit_linear_probe(
             raise ValueError(f"single-label train_y must be 1-D; got shape {y.shape}")
         classes, codes = np.unique(y, return_inverse=True)
         target = torch.from_numpy(codes.astype(np.int64))
-        loss_fn = F.cross_entropy
+        per_class = torch.from_numpy(class_weights(codes, len(classes), class_weight))
+
+        def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(logits, labels, weight=per_class)
 
     if standardize:
         mean = x.mean(axis=0)

@@ -10,7 +10,9 @@ a *no-model baseline*: per-band statistics of the window's normalised pixels (me
 quantiles, mean and standard deviation), all modalities concatenated. Every feature set is
 scored the same way: standardised with the probe-training statistics, then a cosine kNN
 (:func:`xterrafm.eval.knn_probe.knn`) and a linear probe (:func:`xterrafm.eval.linear.fit_linear_probe`),
-by accuracy and macro-accuracy (mean per-class recall).
+by accuracy and macro-accuracy (mean per-class recall). For macro-accuracy the probes can be
+fitted class-balanced (``class_weight="balanced"``), so that a rare class is not lost to its
+prior when the features do separate it.
 """
 
 from __future__ import annotations
@@ -167,7 +169,8 @@ def encoder_features(model: torch.nn.Module, windows: WindowSet, batch_size: int
 
 
 def probe_predictions(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *,
-                      k: int = 20, seed: int = 0) -> dict[str, np.ndarray]:
+                      k: int = 20, seed: int = 0, class_weight: str | None = None
+                      ) -> dict[str, np.ndarray]:
     """Test-set predictions of a cosine kNN and a linear probe on standardised features.
 
     Parameters
@@ -178,6 +181,9 @@ def probe_predictions(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarr
         kNN neighbours.
     seed : int
         Seed of the linear probe's shuffling.
+    class_weight : {None, "balanced"}
+        ``"balanced"`` fits both probes as if every class were equally frequent
+        (:mod:`xterrafm.eval.class_balance`); ``None`` fits them to the labels as they come.
 
     Returns
     -------
@@ -194,8 +200,9 @@ def probe_predictions(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarr
     ztr = ((train_x - mean) / std).astype(np.float32)
     zte = ((test_x - mean) / std).astype(np.float32)
     probe = fit_linear_probe(ztr, train_y, standardize=False, optimizer="lbfgs", epochs=200,
-                             weight_decay=1e-3, seed=seed)
-    return {"knn": knn(ztr, train_y, zte, k=k), "linear": probe.predict(zte)}
+                             weight_decay=1e-3, class_weight=class_weight, seed=seed)
+    return {"knn": knn(ztr, train_y, zte, k=k, class_weight=class_weight),
+            "linear": probe.predict(zte)}
 
 
 def score_predictions(labels: np.ndarray, predicted: np.ndarray) -> dict[str, object]:
