@@ -311,11 +311,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to ``sys.stderr`` as it is when a record is emitted.
+
+    A handler bound to the stream of the moment outlives it when ``sys.stderr`` is swapped
+    (a notebook's or a test's capture, ``contextlib.redirect_stderr``) and then fails on every
+    record with "--- Logging error ---"; this one follows the swap.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # the stream is always the current sys.stderr
+        pass
+
+
 def configure_logging(verbose: int, quiet: int) -> None:
     """Set the ``xterrafm`` logger's level from ``-v``/``-q`` counts (default INFO)."""
     level = logging.INFO - 10 * verbose + 10 * quiet
     level = min(max(level, logging.DEBUG), logging.CRITICAL)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("xterrafm")
     root.handlers[:] = [handler]

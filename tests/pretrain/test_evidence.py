@@ -16,9 +16,10 @@ import pytest
 import torch
 
 #: Margin (accuracy) the pretrained encoder keeps over its strongest rival, per probe. Measured
-#: margins of the full protocol, seeds 0 / 1 / 2: kNN +0.142 / +0.088 / +0.064, linear +0.146 /
-#: +0.111 / +0.126. A shorter run (100 steps, 512 px) was too fragile: seeds 0 / 1 kept +0.06 or
-#: more, seed 2 only +0.027 (kNN) and +0.003 (linear).
+#: margins of the full protocol with the shipped recipe, seeds 0 / 1 / 2: kNN +0.107 / +0.101 /
+#: +0.180, linear +0.143 / +0.145 / +0.137 (docs/evidence/pretraining-2026-12-03-*.json; the
+#: same on Intel AVX-512 and AMD Zen 3). A shorter run (100 steps, 512 px, the older 16 px
+#: recipe) was too fragile: seed 2 kept only +0.027 (kNN) and +0.003 (linear).
 MARGIN = 0.03
 
 
