@@ -3,7 +3,8 @@
 Modules: :mod:`~xterrafm.eval.knn_probe` (weighted cosine kNN), :mod:`~xterrafm.eval.linear`
 (linear probes), :mod:`~xterrafm.eval.segmentation` (linear head on patch tokens, mIoU),
 :mod:`~xterrafm.eval.metrics`, :mod:`~xterrafm.eval.class_balance` (class-balanced probe
-fits), :mod:`~xterrafm.eval.splits` (training fractions, spatial splits), :mod:`~xterrafm.eval.inputs` (embedding cubes + label rasters → samples),
+fits), :mod:`~xterrafm.eval.splits` (training fractions, spatial splits),
+:mod:`~xterrafm.eval.inputs` (embedding cubes + label rasters → samples),
 :mod:`~xterrafm.eval.chips` (labelled GeoTIFF chips), :mod:`~xterrafm.eval.report` and
 :mod:`~xterrafm.eval.cli` (``python -m xterrafm eval``); benchmark readers
 :mod:`~xterrafm.eval.geobench` (GEO-Bench HDF5 tasks) and :mod:`~xterrafm.eval.copernicus_bench`
