@@ -15,6 +15,7 @@ import xarray as xr
 import xterrafm
 from tests.helpers.counting import raise_if_dask_computes
 from xterrafm.embedding.windows import AxisWindows
+from xterrafm.errors import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +163,27 @@ def test_patch_level_follows_the_model_patch_size(make_cube):
             assert np.isnan(sub[:, ~keep]).all()
             np.testing.assert_allclose(sub[:, keep], ref[:, keep], atol=1e-4, rtol=0)
     assert np.isnan(got[:, 0, 0]).all() and np.isfinite(got[:, 1, 1]).all()
+
+
+def test_window_sizes_are_checked_against_the_model_patch_size(make_cube):
+    """An 8 px model takes 24 px windows and 8 px patch-level strides, which a 16 px model
+    refuses; sizes that fit no patch are refused naming the model's patch size."""
+    model = xterrafm.load_model("terrafm-tiny-p8", seed=2)
+    cube = make_cube(48, 48, chunks=48, n_dates=1)
+    emb = cube.terrafm.embed(model="terrafm-tiny-p8", seed=2, tile=24)
+    assert emb.shape == (1, model.embed_dim, 2, 2)
+    got = emb.compute(scheduler="threads").values[0]
+    ref = _by_hand(model, _window(cube.values, 0, 24, 0, 24), "s1", "tile")
+    np.testing.assert_allclose(got[:, 1, 0], ref, atol=1e-4, rtol=0)
+    patches = cube.terrafm.embed(model="terrafm-tiny-p8", seed=2, tile=32, stride=8,
+                                 level="patch")
+    assert patches.shape == (1, model.embed_dim, 6, 6)
+    with pytest.raises(UsageError, match="16 px patch size of terrafm-tiny"):
+        cube.terrafm.embed(model="terrafm-tiny", tile=24)
+    with pytest.raises(UsageError, match="8 px patch size of terrafm-tiny-p8"):
+        cube.terrafm.embed(model="terrafm-tiny-p8", tile=20)
+    with pytest.raises(UsageError, match="stride must be a multiple of the 8 px"):
+        cube.terrafm.embed(model="terrafm-tiny-p8", tile=32, stride=12, level="patch")
 
 
 def test_partial_nan_windows_reach_model_filled(make_cube, tiny_weights, tiny_model):

@@ -39,7 +39,7 @@ __all__ = [
     "settings_parameters",
 ]
 
-#: Output levels: one CLS embedding per window, or one token per 16 px patch.
+#: Output levels: one CLS embedding per window, or one token per patch of the model.
 LEVELS = ("tile", "patch")
 
 #: Devices a model can be put on.
@@ -119,9 +119,11 @@ class EmbedSettings:
         type_doc="list of pystac.Item, ItemCollection or path, optional", flag=None)
     level: str = _option(
         "tile", "``\"tile\"``: one CLS embedding per window of ``tile`` px every ``stride`` px; "
-        "``\"patch\"``: the patch tokens, one per 16 x 16 px, on the input grid zoomed out 16x.",
+        "``\"patch\"``: the patch tokens, one per patch (16 x 16 px for the published models), on "
+        "the input grid zoomed out by the patch size.",
         type_doc="{\"tile\", \"patch\"}", choices=LEVELS)
-    tile: int = _option(224, "Window side in pixels (a multiple of 16).", type_doc="int",
+    tile: int = _option(224, "Window side in pixels (a multiple of the model's patch size: 16 "
+                        "for the published models).", type_doc="int",
                         metavar="PX", cli_type=positive_int)
     stride: int | None = _option(
         None, "Window step in pixels, at most ``tile`` (default: ``tile``, windows side by "
@@ -195,18 +197,20 @@ class EmbedSettings:
                     raise UsageError("items is empty")
         if self.level not in LEVELS:
             raise UsageError(f"level must be one of {list(LEVELS)}; got {self.level!r}")
+        patch = get_config(self.model).patch_size
         tile = _int_value("tile", self.tile)
-        if tile % 16:
-            raise UsageError(f"tile must be a multiple of the 16 px patch size; got {tile}")
+        if tile % patch:
+            raise UsageError(f"tile must be a multiple of the {patch} px patch size of "
+                             f"{self.model}; got {tile}")
         put(self, "tile", tile)
         if self.stride is not None:
             stride = _int_value("stride", self.stride)
             if stride > tile:
                 raise UsageError(f"stride {stride} is larger than tile {tile}: windows would "
                                  "leave gaps")
-            if self.level == "patch" and stride % 16:
-                raise UsageError(f"at the patch level stride must be a multiple of 16 px; "
-                                 f"got {stride}")
+            if self.level == "patch" and stride % patch:
+                raise UsageError(f"at the patch level stride must be a multiple of the {patch} "
+                                 f"px patch size of {self.model}; got {stride}")
             put(self, "stride", stride)
         if self.batch_size is not None:
             put(self, "batch_size", _int_value("batch_size", self.batch_size))
