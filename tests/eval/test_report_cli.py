@@ -11,7 +11,11 @@ from rasterio.transform import from_origin
 
 from xterrafm.cli import main
 from xterrafm.eval.inputs import LabelledSamples
+from xterrafm.eval.knn_probe import knn
+from xterrafm.eval.linear import fit_linear_probe
+from xterrafm.eval.metrics import macro_accuracy
 from xterrafm.eval.report import evaluate_samples, format_table
+from xterrafm.eval.splits import spatial_block_split
 
 CRS = "EPSG:32632"
 
@@ -44,6 +48,39 @@ def test_evaluate_samples_separable_and_chance():
     table = format_table(out, title="t")
     assert table.splitlines()[0] == "t"
     assert "k=20 T=0.07" in table and "1.0000" in table
+
+
+def _long_tailed_samples(n=60, seed=1):
+    """A 95 : 5 two-class grid whose classes overlap: unit Gaussians at -1 and +1."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    labels = (rng.random((n, n)) < 0.05).astype(np.int64)
+    feats = rng.normal(size=(n, n, 2))
+    feats[..., 0] += 2.0 * labels - 1.0  # one informative feature, one of noise
+    return LabelledSamples(x=feats.reshape(-1, 2).astype(np.float32), y=labels.ravel(),
+                           rows=rows.ravel(), cols=cols.ravel(),
+                           times=np.zeros(labels.size, np.int64))
+
+
+def test_balanced_probes_report_macro_accuracy_and_recover_the_rare_class():
+    samples = _long_tailed_samples()
+    plain = {r.method: r for r in evaluate_samples(samples, ks=(20,), block=4)}
+    balanced = {r.method: r for r in evaluate_samples(samples, ks=(20,), block=4,
+                                                      class_weight="balanced")}
+    assert {r.metric for r in plain.values()} == {"top-1 acc"}
+    assert {r.metric for r in balanced.values()} == {"macro acc"}
+    assert balanced["linear"].setting == "AdamW 100 ep, balanced"
+    # the majority class recalls one class of two; the balanced probes recall both
+    assert balanced["majority class"].value == pytest.approx(0.5)
+    train = spatial_block_split(samples.rows, samples.cols, block=4)
+    xtr, ytr, xte, yte = samples.x[train], samples.y[train], samples.x[~train], samples.y[~train]
+    plain_macro = {"knn": macro_accuracy(yte, knn(xtr, ytr, xte, k=20)),
+                   "linear": macro_accuracy(yte, fit_linear_probe(xtr, ytr).predict(xte))}
+    for method in ("knn", "linear"):
+        # fitted to the 95 : 5 prior, the plain probes give most of the rare class up
+        assert balanced[method].value > plain_macro[method] + 0.1, method
+        assert balanced[method].value > 0.7, method
+    assert plain["linear"].value > 0.9  # top-1 accuracy, near the common class's share
 
 
 def _write_inputs(tmp_path, feats, labels):
@@ -80,6 +117,12 @@ def test_cli_scores_an_embedding_store_against_a_label_raster(tmp_path, capsys):
     assert len(knn_lines) == 2
     assert all(line.split()[-3] == "1.0000" for line in knn_lines)
     assert any(line.startswith("linear") for line in out.splitlines())
+    rc = main(["eval", "--embeddings", str(store), "--labels", str(raster), "--k", "5",
+               "--block", "3", "--class-weight", "balanced"])
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(("knn", "lin"))]
+    assert rc == 0 and len(lines) == 2
+    assert all("balanced" in ln and "macro acc" in ln and ln.split()[-3] == "1.0000"
+               for ln in lines)
 
 
 def test_cli_shuffled_labels_score_near_chance(tmp_path, capsys):

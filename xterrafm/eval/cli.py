@@ -97,6 +97,9 @@ def add_eval_subparser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     pro.add_argument("--train-fraction", type=positive_fraction, default=1.0,
                      help="stratified share of the training set (0.01: the 1%% protocol)")
     pro.add_argument("--no-linear", action="store_true", help="skip the linear probe")
+    pro.add_argument("--class-weight", choices=("none", "balanced"), default="none",
+                     help="balanced: fit the probes as if every class were equally frequent "
+                     "and report macro-accuracy (mean per-class recall), for long-tailed labels")
     add_logging_options(parser, progress=False)
     # no on_interrupt note: an interrupted evaluation keeps nothing to resume from
     parser.set_defaults(func=run_eval_cli)
@@ -143,6 +146,7 @@ def run_eval_cli(args: argparse.Namespace) -> int:
         rows = evaluate_samples(
             samples, ks=args.k, temperature=args.temperature, block=args.block,
             train_fraction=args.train_fraction, linear=not args.no_linear, seed=args.seed,
+            class_weight=None if args.class_weight == "none" else args.class_weight,
         )
     except (ValueError, FileNotFoundError) as err:
         log.error("%s", err)

@@ -19,7 +19,7 @@ from xterrafm._imports import import_gate
 from xterrafm.eval.inputs import LabelledSamples, labelled_samples
 from xterrafm.eval.knn_probe import knn
 from xterrafm.eval.linear import fit_linear_probe
-from xterrafm.eval.metrics import accuracy
+from xterrafm.eval.metrics import accuracy, macro_accuracy
 from xterrafm.eval.splits import spatial_block_split, subsample_training_set
 
 with import_gate():
@@ -62,6 +62,7 @@ def evaluate_samples(
     train_fraction: float = 1.0,
     linear: bool = True,
     seed: int = 0,
+    class_weight: str | None = None,
 ) -> list[EvalRow]:
     """Score kNN (each ``k``) and a linear probe on a spatial checkerboard split.
 
@@ -81,6 +82,11 @@ def evaluate_samples(
         Also fit and score a linear probe.
     seed : int
         Seed of the training subsample and of the linear probe.
+    class_weight : {None, "balanced"}
+        ``None``: probes fitted to the labels as they come, scored by top-1 accuracy.
+        ``"balanced"``: probes fitted as if every class were equally frequent
+        (:mod:`xterrafm.eval.class_balance`) and scored by macro-accuracy (mean per-class
+        recall), for long-tailed labels whose rare classes a plain probe gives up.
 
     Returns
     -------
@@ -98,19 +104,22 @@ def evaluate_samples(
     if train_fraction != 1.0:
         keep = subsample_training_set(ytr, train_fraction, seed=seed)
         xtr, ytr = xtr[keep], ytr[keep]
+    metric_name, score = (("top-1 acc", accuracy) if class_weight is None
+                          else ("macro acc", macro_accuracy))
+    fit_note = "" if class_weight is None else f", {class_weight}"
     rows = []
     for k in ks:
-        pred = knn(xtr, ytr, xte, k=k, temperature=temperature)
-        rows.append(EvalRow("knn", f"k={k} T={temperature:g}", "top-1 acc", accuracy(yte, pred),
-                            len(ytr), len(yte)))
+        pred = knn(xtr, ytr, xte, k=k, temperature=temperature, class_weight=class_weight)
+        rows.append(EvalRow("knn", f"k={k} T={temperature:g}{fit_note}", metric_name,
+                            score(yte, pred), len(ytr), len(yte)))
     if linear:
-        probe = fit_linear_probe(xtr, ytr, seed=seed)
-        rows.append(EvalRow("linear", "AdamW 100 ep", "top-1 acc", probe.score(xte, yte),
-                            len(ytr), len(yte)))
+        probe = fit_linear_probe(xtr, ytr, seed=seed, class_weight=class_weight)
+        rows.append(EvalRow("linear", f"AdamW 100 ep{fit_note}", metric_name,
+                            score(yte, probe.predict(xte)), len(ytr), len(yte)))
     # the majority class of the training set, a floor every method should beat
     values, counts = np.unique(ytr, return_counts=True)
-    rows.append(EvalRow("majority class", str(values[np.argmax(counts)]), "top-1 acc",
-                        accuracy(yte, np.full(len(yte), values[np.argmax(counts)])),
+    rows.append(EvalRow("majority class", str(values[np.argmax(counts)]), metric_name,
+                        score(yte, np.full(len(yte), values[np.argmax(counts)])),
                         len(ytr), len(yte)))
     return rows
 
