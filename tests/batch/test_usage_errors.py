@@ -19,7 +19,7 @@ from xterrafm.cli import EXIT_OK, EXIT_USAGE, main
     (["--cluster", "bogus"], "--cluster 'bogus'"),
     (["--memory-limit", "lots"], "--memory-limit 'lots'"),
     (["--datetime", "June"], "datetime 'June'"),
-    (["--stride", "300"], "stride 300 is larger than tile 224"),
+    (["--stride", "300"], "stride must be between 1 and tile=224 px"),
     (["--calibration", "percent"], "calibration must be one of"),
     (["--calibration", "scale=abc"], "scale='abc' is not a number"),
     (["--bands", "B02,B02"], "names a band twice"),

@@ -103,3 +103,25 @@ def test_embed_changes_no_global_dask_setting(make_cube, tiny_weights):
                                           resources={"GPU": 1})
     assert emb.data.dask.layers[emb.data.name].annotations == {"resources": {"GPU": 1}}
     assert dask.config.config == before
+
+
+@pytest.mark.parametrize(("layout", "says"), [
+    ({"tile": 100, "stride": 100}, "tile must be a positive multiple of the 16 px patch size"),
+    ({"tile": 64, "stride": 65}, "stride must be between 1 and tile=64 px"),
+    ({"tile": 64, "stride": 24, "level": "patch"},
+     "at the patch level stride must be a multiple of the 16 px patch size"),
+])
+def test_settings_and_window_layout_refuse_with_one_rule(layout, says):
+    """The settings (before any work, naming the model) and the array core's AxisWindows
+    refuse the same layouts in the same words."""
+    from xterrafm.embedding.windows import AxisWindows
+
+    with pytest.raises(UsageError, match=says) as from_settings:
+        EmbedSettings(model="terrafm-b", **layout)
+    # a rule about the patch size names the model whose patch size it is
+    assert ("patch size" in says) == ("patch size of terrafm-b" in str(from_settings.value))
+    with pytest.raises(ValueError, match=says) as from_core:
+        AxisWindows(size=256, tile=layout["tile"], stride=layout["stride"],
+                    level=layout.get("level", "tile"))
+    assert str(from_core.value).replace(" of terrafm-b", "") == \
+        str(from_settings.value).replace(" of terrafm-b", "")

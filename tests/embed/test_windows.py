@@ -70,10 +70,10 @@ def test_output_geobox_centres_are_window_centres():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(size=100, tile=100, stride=100), "multiple of the patch size"),
+    (dict(size=100, tile=100, stride=100), "multiple of the 16 px patch size"),
     (dict(size=100, tile=64, stride=0), "stride must be between"),
     (dict(size=100, tile=64, stride=65), "stride must be between"),
-    (dict(size=100, tile=64, stride=24, level="patch"), "multiple of the patch size"),
+    (dict(size=100, tile=64, stride=24, level="patch"), "multiple of the 16 px patch size"),
     (dict(size=100, tile=64, stride=64, level="pixel"), "unknown level"),
 ])
 def test_bad_window_settings_are_refused(kwargs, match):

@@ -24,6 +24,7 @@ from typing import Any
 from xterrafm.bands import MODALITIES, check_modality
 from xterrafm.cli_options import fraction, non_negative_int, positive_int
 from xterrafm.embedding.calibration_spec import parse_bands, parse_calibration
+from xterrafm.embedding.layout import LEVELS, layout_problem
 from xterrafm.embedding.pairing import DEFAULT_PAIR_TOLERANCE, parse_tolerance
 from xterrafm.errors import UsageError
 from xterrafm.models.config import CONFIGS, get_config
@@ -38,9 +39,6 @@ __all__ = [
     "settings_from_namespace",
     "settings_parameters",
 ]
-
-#: Output levels: one CLS embedding per window, or one token per patch of the model.
-LEVELS = ("tile", "patch")
 
 #: Devices a model can be put on.
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -197,20 +195,14 @@ class EmbedSettings:
                     raise UsageError("items is empty")
         if self.level not in LEVELS:
             raise UsageError(f"level must be one of {list(LEVELS)}; got {self.level!r}")
-        patch = get_config(self.model).patch_size
         tile = _int_value("tile", self.tile)
-        if tile % patch:
-            raise UsageError(f"tile must be a multiple of the {patch} px patch size of "
-                             f"{self.model}; got {tile}")
+        stride = None if self.stride is None else _int_value("stride", self.stride)
+        problem = layout_problem(tile, stride, get_config(self.model).patch_size, self.level,
+                                 model=str(self.model))
+        if problem:
+            raise UsageError(problem)
         put(self, "tile", tile)
-        if self.stride is not None:
-            stride = _int_value("stride", self.stride)
-            if stride > tile:
-                raise UsageError(f"stride {stride} is larger than tile {tile}: windows would "
-                                 "leave gaps")
-            if self.level == "patch" and stride % patch:
-                raise UsageError(f"at the patch level stride must be a multiple of the {patch} "
-                                 f"px patch size of {self.model}; got {stride}")
+        if stride is not None:
             put(self, "stride", stride)
         if self.batch_size is not None:
             put(self, "batch_size", _int_value("batch_size", self.batch_size))

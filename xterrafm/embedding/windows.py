@@ -25,15 +25,13 @@ import math
 from dataclasses import dataclass
 
 from xterrafm._imports import import_gate
+from xterrafm.embedding.layout import LEVELS, layout_problem
 
 with import_gate():
     import numpy as np
     from odc.geo.geobox import GeoBox
 
 __all__ = ["LEVELS", "AxisWindows", "BlockSpan", "output_geobox", "window_centres"]
-
-#: Output levels understood by :func:`xterrafm.embedding.embed`.
-LEVELS = ("tile", "patch")
 
 
 @dataclass(frozen=True)
@@ -89,15 +87,9 @@ class AxisWindows:
             raise ValueError(f"the scene must have at least one pixel along each axis; got {self.size}")
         if self.level not in LEVELS:
             raise ValueError(f"unknown level {self.level!r}; expected one of {LEVELS}")
-        if self.tile < self.patch or self.tile % self.patch:
-            raise ValueError(f"tile must be a positive multiple of the patch size {self.patch} px; "
-                             f"got tile={self.tile}")
-        if not 1 <= self.stride <= self.tile:
-            raise ValueError(f"stride must be between 1 and tile={self.tile} px; got {self.stride}")
-        if self.level == "patch" and self.stride % self.patch:
-            raise ValueError(f"at the patch level stride must be a multiple of the patch size "
-                             f"{self.patch} px so that patches of overlapping windows coincide; "
-                             f"got stride={self.stride}")
+        problem = layout_problem(self.tile, self.stride, self.patch, self.level)
+        if problem:
+            raise ValueError(problem)
 
     # -- windows ---------------------------------------------------------------------------
     @property
