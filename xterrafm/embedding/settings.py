@@ -197,8 +197,8 @@ class EmbedSettings:
             raise UsageError(f"level must be one of {list(LEVELS)}; got {self.level!r}")
         tile = _int_value("tile", self.tile)
         stride = None if self.stride is None else _int_value("stride", self.stride)
-        problem = layout_problem(tile, stride, get_config(self.model).patch_size, self.level,
-                                 model=str(self.model))
+        model = get_config(self.model)
+        problem = layout_problem(tile, stride, model.patch_size, self.level, model=model.name)
         if problem:
             raise UsageError(problem)
         put(self, "tile", tile)
