@@ -19,6 +19,9 @@ from xterrafm.pretrain.config import load_config
     ("--max_steps=0", "'max_steps' = 0: must be >= 1"),
     ("--global_crop_scale=0.5,0.2", "'global_crop_scale'"),
     ("--min_lr=1", "must not exceed base_lr"),
+    ("--ibot_weight=-1", "'ibot_weight' = -1.0: must be >= 0"),
+    ("--mask_ratio=0.1,1.0", "'mask_ratio' = [0.1, 1.0]: must be [low, high]"),
+    ("--mask_probability=2", "'mask_probability' = 2.0: must be in [0, 1]"),
 ])
 def test_bad_values_exit_2_naming_the_key_before_training(tmp_path, capsys, override, expect):
     out = tmp_path / "run"

@@ -13,16 +13,21 @@ import torch
 from xterrafm.pretrain import load_checkpoint, load_config, train
 
 
-def test_two_process_gloo_run(pretrain_cube, tmp_path, fast_overrides):
-    out = tmp_path / "ddp"
-    fast_overrides.update(batch_size=2, checkpoint_every=3)
-    overrides = [f"--{k}={v}" for k, v in fast_overrides.items()]
+def _torchrun_two_ranks(cube, out, overrides, steps):
+    """``python -m xterrafm.pretrain`` under torchrun, 2 CPU ranks (gloo), bounded in time."""
+    args = [f"--{k}={v}" for k, v in overrides.items()]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
            "--nproc_per_node=2", "-m", "xterrafm.pretrain", "--config", "tiny", "--data",
-           str(pretrain_cube), "--output", str(out), "--max-steps", "3", *overrides]
+           str(cube), "--output", str(out), "--max-steps", str(steps), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_two_process_gloo_run(pretrain_cube, tmp_path, fast_overrides):
+    out = tmp_path / "ddp"
+    fast_overrides.update(batch_size=2, checkpoint_every=3)
+    _torchrun_two_ranks(pretrain_cube, out, fast_overrides, steps=3)
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3]  # rank 0 logs alone
     state = load_checkpoint(out / "checkpoint.pt")
@@ -38,3 +43,19 @@ def test_two_process_gloo_run(pretrain_cube, tmp_path, fast_overrides):
     cfg = load_config("tiny", fast_overrides)
     with pytest.raises(ValueError, match="2 process"):
         train(cfg, [pretrain_cube], out, max_steps=4, resume=True)
+
+
+def test_two_process_gloo_run_with_masked_tokens(pretrain_cube, tmp_path, fast_overrides):
+    """The masked-token term under DDP: two ranks, each with its own masks, train the mask
+    token and the (all-reduced) patch centre and checkpoint them."""
+    out = tmp_path / "ddp_ibot"
+    fast_overrides.update(batch_size=2, checkpoint_every=2, ibot_weight=1.0,
+                          mask_probability=1.0)
+    _torchrun_two_ranks(pretrain_cube, out, fast_overrides, steps=2)
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(r["patch_loss"] > 0 and torch.isfinite(torch.tensor(r["patch_loss"]))
+               for r in records)
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert float(state["patch_criterion"]["center"].abs().sum()) > 0
+    assert float(state["student"]["mask_token"].abs().sum()) > 0

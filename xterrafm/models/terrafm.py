@@ -380,6 +380,30 @@ class TerraFM(nn.Module):
         checked = self._check_multi(inputs)
         return self.patch_embed.forward_multi(checked, folded=self._use_fast_path())
 
+    def encode_tokens(self, tokens: Tensor, grid: tuple[int, int]) -> Tensor:
+        """Blocks and final norm over embedded patch tokens, for objectives on every token.
+
+        Parameters
+        ----------
+        tokens : Tensor
+            (B, N, D) from :meth:`patch_tokens` or :meth:`fused_tokens` (possibly edited, e.g.
+            masked), N = h·w in row-major patch order.
+        grid : (int, int)
+            Patch grid (h, w).
+
+        Returns
+        -------
+        Tensor
+            (B, 1 + N, D) float32 after the final norm: the CLS token, then the patch tokens.
+        """
+        if tokens.ndim != 3 or tokens.shape[1] != grid[0] * grid[1]:
+            raise ValueError(f"tokens must be (B, {grid[0] * grid[1]}, D) for grid {grid}, "
+                             f"got {tuple(tokens.shape)}")
+        fast = self._use_fast_path()
+        with self._autocast(tokens.device):
+            out, _ = self._encode(tokens, grid, fast)
+            return self.norm(out).float()
+
     def forward_fused_features(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Like :meth:`forward_features` for the fusion of several co-registered modalities."""
         checked = self._check_multi(inputs)

@@ -10,10 +10,12 @@ from xterrafm._lazy import lazy_exports
 _EXPORTS = {
     "DINOHead": "head",
     "DualCenteringDINOLoss": "loss",
+    "MaskedPatchLoss": "ibot",
     "MultiViewModel": "multiview",
     "PretrainConfig": "config",
     "TrainResult": "trainer",
     "apply_overrides": "config",
+    "block_masks": "ibot",
     "build_dataset": "trainer",
     "build_models": "trainer",
     "cosine_schedule": "schedules",

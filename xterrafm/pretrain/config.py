@@ -78,6 +78,9 @@ class PretrainConfig:
     center_alpha: float = 1.0
     centering: str = "ema"
     koleo_weight: float = 0.0
+    ibot_weight: float = 0.0
+    mask_probability: float = 0.5
+    mask_ratio: list[float] = field(default_factory=lambda: [0.1, 0.5])
     # optimisation
     base_lr: float = 5e-4
     min_lr: float = 1e-6
@@ -277,6 +280,12 @@ def check_config_values(config: PretrainConfig) -> None:
         scale = getattr(c, key)
         if len(scale) != 2 or not 0.0 < scale[0] <= scale[1] <= 1.0:
             _fail(key, scale, "must be [low, high] with 0 < low <= high <= 1")
+    if c.ibot_weight < 0:
+        _fail("ibot_weight", c.ibot_weight, "must be >= 0 (0 = no masked-token objective)")
+    if not 0.0 <= c.mask_probability <= 1.0:
+        _fail("mask_probability", c.mask_probability, "must be in [0, 1]")
+    if len(c.mask_ratio) != 2 or not 0.0 < c.mask_ratio[0] <= c.mask_ratio[1] < 1.0:
+        _fail("mask_ratio", c.mask_ratio, "must be [low, high] with 0 < low <= high < 1")
     if c.max_steps < 1:
         _fail("max_steps", c.max_steps, "must be >= 1 (0 or fewer steps train nothing)")
     for key in ("synthetic_size", "synthetic_dates", "synthetic_chunk", "head_hidden_dim",

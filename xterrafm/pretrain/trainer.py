@@ -28,6 +28,7 @@ from xterrafm.pretrain.config import PretrainConfig
 from xterrafm.pretrain.ema import update_teacher
 from xterrafm.pretrain.export import export_backbone
 from xterrafm.pretrain.head import DINOHead
+from xterrafm.pretrain.ibot import MaskedPatchLoss, block_masks
 from xterrafm.pretrain.koleo import koleo_loss
 from xterrafm.pretrain.loss import DualCenteringDINOLoss, inverse_frequency_weights
 from xterrafm.pretrain.metrics import MetricsLog
@@ -166,7 +167,7 @@ def build_models(config: PretrainConfig, modalities: Sequence[str]
         backbone = TerraFM(config.model)
         head = DINOHead(backbone.embed_dim, config.out_dim, config.head_hidden_dim,
                         config.head_bottleneck_dim, config.head_layers, config.norm_last_layer)
-    student = MultiViewModel(backbone, head, modalities)
+    student = MultiViewModel(backbone, head, modalities, mask_token=config.ibot_weight > 0)
     teacher = copy.deepcopy(student)
     set_drop_path(student.backbone.blocks, config.drop_path_rate)
     for p in teacher.parameters():
@@ -211,6 +212,12 @@ def _check_resume(saved: dict, config: PretrainConfig, env: _Dist) -> None:
                 f"cannot resume: config key {key!r} was {old.get(key)!r} in the checkpoint, "
                 f"now {getattr(config, key)!r}"
             )
+    if (float(old.get("ibot_weight", 0.0)) > 0) != (config.ibot_weight > 0):
+        raise ValueError(
+            f"cannot resume: config key 'ibot_weight' was {old.get('ibot_weight', 0.0)!r} in "
+            f"the checkpoint, now {config.ibot_weight!r} (the masked-token objective cannot be "
+            "switched on or off in a run)"
+        )
     if saved["world_size"] != env.world:
         raise ValueError(
             f"cannot resume exactly: the checkpoint was written by {saved['world_size']} "
@@ -297,6 +304,11 @@ def _train(config: PretrainConfig, data: Sequence[object] | None, output: Path, 
         center_momentum=config.center_momentum, lam=config.center_lambda,
         centering=config.centering,
     ).to(env.device)
+    patch_criterion = (MaskedPatchLoss(config.out_dim, config.student_temp,
+                                       config.center_momentum).to(env.device)
+                       if config.ibot_weight > 0 else None)
+    patch = student.backbone.patch_size
+    mask_grid = (config.global_crop_size // patch, config.global_crop_size // patch)
     # the class center reweights by what the sampler draws, not by the scene's frequencies:
     # it corrects only the imbalance that the land-cover-aware sampling leaves
     class_freq = torch.as_tensor(dataset.sampled_class_frequencies, dtype=torch.float32,
@@ -314,6 +326,8 @@ def _train(config: PretrainConfig, data: Sequence[object] | None, output: Path, 
         teacher.load_state_dict(saved["teacher"])
         optimizer.load_state_dict(saved["optimizer"])
         criterion.load_state_dict(saved["criterion"])
+        if patch_criterion is not None:
+            patch_criterion.load_state_dict(saved["patch_criterion"])
         step = int(saved["step"])
         epoch, consumed = (int(v) for v in saved["data_position"][env.rank])
         restore_rng_state(saved["rng"][env.rank] if env.rank < len(saved["rng"]) else saved["rng"][0])
@@ -360,20 +374,38 @@ def _train(config: PretrainConfig, data: Sequence[object] | None, output: Path, 
                 group["lr"] = lr
                 group["weight_decay"] = wd if group["apply_wd"] else 0.0
 
+            masks = None
+            if patch_criterion is not None:
+                n_rows = batch["global_keep"].shape[0]
+                # a generator per (seed, rank, step): the masks do not depend on how many
+                # draws anything else took from torch's global generator, so resume is exact
+                seq = np.random.SeedSequence([config.seed, env.rank, step])
+                gen = torch.Generator().manual_seed(int(seq.generate_state(1)[0]))
+                masks = block_masks(n_rows, mask_grid, config.mask_probability,
+                                    config.mask_ratio, gen).to(env.device)
             with _autocast(config, env.device):
                 with torch.no_grad():
-                    t_logits = teacher(batch["global"], batch["global_keep"])
-                s_logits, s_global = model(batch["global"], batch["global_keep"],
-                                           batch.get("local"), batch.get("local_keep"),
-                                           return_global_features=True)
+                    t_out = teacher(batch["global"], batch["global_keep"], masks=masks,
+                                    mask_tokens=False)
+                s_out = model(batch["global"], batch["global_keep"], batch.get("local"),
+                              batch.get("local_keep"), return_global_features=True,
+                              masks=masks)
+            if masks is None:
+                t_logits, (s_logits, s_global) = t_out, s_out
+            else:
+                (t_logits, t_patch), (s_logits, s_global, s_patch) = t_out, s_out
             weights = inverse_frequency_weights(batch["class_proportions"], class_freq,
                                                 config.center_alpha)
             loss = criterion(s_logits.float(), t_logits.float(), t_temp, weights)
-            objective, koleo = loss, None
+            objective, koleo, patch_loss = loss, None, None
+            if patch_criterion is not None:
+                patch_t = patch_criterion(s_patch.float(), t_patch.float(), masks, t_temp)
+                objective = objective + config.ibot_weight * patch_t
+                patch_loss = float(patch_t.detach())
             if config.koleo_weight > 0:
                 # per global view, over the samples of this rank's batch (as DINOv2)
                 koleo_t = torch.stack([koleo_loss(f) for f in s_global.chunk(2)]).mean()
-                objective = loss + config.koleo_weight * koleo_t
+                objective = objective + config.koleo_weight * koleo_t
                 koleo = float(koleo_t.detach())
             if not torch.isfinite(objective):
                 raise FloatingPointError(f"loss is {objective.item()} at step {step}")
@@ -401,6 +433,12 @@ def _train(config: PretrainConfig, data: Sequence[object] | None, output: Path, 
                     "teacher_entropy": criterion.last_teacher_entropy,
                     "teacher_marginal_entropy": criterion.last_teacher_marginal_entropy,
                     "koleo": koleo,
+                    "patch_loss": patch_loss,
+                    "patch_teacher_entropy": (patch_criterion.last_teacher_entropy
+                                              if patch_criterion is not None else None),
+                    "patch_teacher_marginal_entropy": (
+                        patch_criterion.last_teacher_marginal_entropy
+                        if patch_criterion is not None else None),
                     "samples_per_s": n_acc * global_batch / max(time_acc, 1e-9),
                     "data_wait_fraction": wait_acc / max(time_acc, 1e-9),
                 })
@@ -409,7 +447,7 @@ def _train(config: PretrainConfig, data: Sequence[object] | None, output: Path, 
             log.advance()
             if step % config.checkpoint_every == 0 or step == max_steps:
                 _save(ckpt_path, config, env, student, teacher, optimizer, criterion, step,
-                      epoch, consumed)
+                      epoch, consumed, patch_criterion)
     finally:
         log.close()
     result.step = step
@@ -422,7 +460,8 @@ def _train(config: PretrainConfig, data: Sequence[object] | None, output: Path, 
 
 def _save(path: Path, config: PretrainConfig, env: _Dist, student: MultiViewModel,
           teacher: MultiViewModel, optimizer: torch.optim.Optimizer,
-          criterion: DualCenteringDINOLoss, step: int, epoch: int, consumed: int) -> None:
+          criterion: DualCenteringDINOLoss, step: int, epoch: int, consumed: int,
+          patch_criterion: MaskedPatchLoss | None = None) -> None:
     position = torch.tensor([epoch, consumed], dtype=torch.int64)
     rng = capture_rng_state()
     if env.enabled:
@@ -442,6 +481,8 @@ def _save(path: Path, config: PretrainConfig, env: _Dist, student: MultiViewMode
             "teacher": teacher.state_dict(),
             "optimizer": optimizer.state_dict(),
             "criterion": criterion.state_dict(),
+            **({"patch_criterion": patch_criterion.state_dict()}
+               if patch_criterion is not None else {}),
             "data_position": [[int(v) for v in p.tolist()] for p in gathered],
             "rng": rngs,
             "numpy_version": np.__version__,
