@@ -110,6 +110,8 @@ def test_embed_changes_no_global_dask_setting(make_cube, tiny_weights):
     ({"tile": 64, "stride": 65}, "stride must be between 1 and tile=64 px"),
     ({"tile": 64, "stride": 24, "level": "patch"},
      "at the patch level stride must be a multiple of the 16 px patch size"),
+    ({"tile": 64, "stride": 64, "level": "pixel"},
+     r"level must be one of \['tile', 'patch'\]; got 'pixel'"),
 ])
 def test_settings_and_window_layout_refuse_with_one_rule(layout, says):
     """The settings (before any work, naming the model) and the array core's AxisWindows

@@ -27,10 +27,12 @@ def layout_problem(tile: int, stride: int | None, patch: int, level: str,
     patch : int
         Patch size of the model in pixels.
     level : str
-        ``"tile"`` or ``"patch"``.
+        One of :data:`LEVELS`: ``"tile"`` or ``"patch"``.
     model : str, optional
         Model name, named in the message when given.
     """
+    if level not in LEVELS:
+        return f"level must be one of {list(LEVELS)}; got {level!r}"
     of = f"the {patch} px patch size" + (f" of {model}" if model else "")
     if tile < patch or tile % patch:
         return f"tile must be a positive multiple of {of}; got tile={tile}"

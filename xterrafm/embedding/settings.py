@@ -193,8 +193,6 @@ class EmbedSettings:
                 put(self, "items", tuple(self.items))
                 if not self.items:
                     raise UsageError("items is empty")
-        if self.level not in LEVELS:
-            raise UsageError(f"level must be one of {list(LEVELS)}; got {self.level!r}")
         tile = _int_value("tile", self.tile)
         stride = None if self.stride is None else _int_value("stride", self.stride)
         model = get_config(self.model)

@@ -85,8 +85,6 @@ class AxisWindows:
     def __post_init__(self) -> None:
         if self.size < 1:
             raise ValueError(f"the scene must have at least one pixel along each axis; got {self.size}")
-        if self.level not in LEVELS:
-            raise ValueError(f"unknown level {self.level!r}; expected one of {LEVELS}")
         problem = layout_problem(self.tile, self.stride, self.patch, self.level)
         if problem:
             raise ValueError(problem)
