@@ -141,5 +141,5 @@ def test_loss_gradient_flows_only_into_student():
     assert student.grad is not None and float(student.grad.abs().sum()) > 0
     assert teacher.grad is None
     # the loss is a mean of cross-entropies, hence >= the teacher entropy
-    assert float(loss) > 0
+    assert float(loss.detach()) > 0
     assert F.softmax(teacher, -1).shape == (4, 16)
