@@ -37,6 +37,42 @@ def test_choose_modalities_non_empty_subsets_of_present():
         choose_modalities(rng, [False, False])
 
 
+def test_choose_modalities_rules():
+    rng = np.random.default_rng(0)
+    present = [True, False, True]
+    assert all(choose_modalities(rng, present, "all").tolist() == [True, False, True]
+               for _ in range(20))
+    singles = {tuple(choose_modalities(rng, present, "single")) for _ in range(100)}
+    assert singles == {(True, False, False), (False, False, True)}
+    with pytest.raises(ValueError, match="unknown modality subset rule 'both'"):
+        choose_modalities(rng, present, "both")
+
+
+@pytest.mark.parametrize(("rule", "global_sets", "local_sets"), [
+    ("uniform", {(True, False), (False, True), (True, True)},
+     {(True, False), (False, True), (True, True)}),
+    ("all", {(True, True)}, {(True, True)}),
+    ("single", {(True, False), (False, True)}, {(True, False), (False, True)}),
+    ("global_all", {(True, True)}, {(True, False), (False, True), (True, True)}),
+])
+def test_make_views_follow_the_modality_subset_rule(rule, global_sets, local_sets):
+    tile = {"s1": torch.randn(2, 32, 32), "s2_l2a": torch.randn(12, 32, 32)}
+    cfg = MultiCropConfig(global_size=16, local_size=8, n_local=2, modality_subsets=rule)
+    seen = {"global": set(), "local": set()}
+    for seed in range(60):
+        v = make_views(np.random.default_rng(seed), tile, ("s1", "s2_l2a"), [True, True], cfg)
+        for name in seen:
+            keep = v[f"{name}_keep"]
+            seen[name] |= {tuple(k) for k in keep.tolist()}
+            # a modality a view does not keep is zeros there, one it keeps is not
+            for i, m in enumerate(("s1", "s2_l2a")):
+                held = v[name][m].flatten(1).abs().sum(dim=1) > 0
+                assert held.tolist() == keep[:, i].tolist()
+    assert seen == {"global": global_sets, "local": local_sets}
+    with pytest.raises(ValueError, match="modality_subsets must be one of"):
+        MultiCropConfig(modality_subsets="both")
+
+
 def test_make_views_shapes_and_keep():
     rng = np.random.default_rng(1)
     tile = {"s2_l2a": torch.randn(12, 64, 64)}

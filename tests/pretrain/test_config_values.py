@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from xterrafm.errors import EXIT_USAGE, UsageError
 from xterrafm.pretrain.__main__ import main
@@ -20,6 +21,8 @@ from xterrafm.pretrain.config import load_config
     ("--global_crop_scale=0.5,0.2", "'global_crop_scale'"),
     ("--min_lr=1", "must not exceed base_lr"),
     ("--ibot_weight=-1", "'ibot_weight' = -1.0: must be >= 0"),
+    ("--modality_subsets=both", "'modality_subsets' = 'both': must be one of ['uniform', "),
+    ("--crop_ratio=2,1", "'crop_ratio' = [2.0, 1.0]: must be [low, high]"),
     ("--mask_ratio=0.1,1.0", "'mask_ratio' = [0.1, 1.0]: must be [low, high]"),
     ("--mask_probability=2", "'mask_probability' = 2.0: must be in [0, 1]"),
 ])
@@ -53,3 +56,20 @@ def test_crop_sizes_follow_the_model_patch_size():
     with pytest.raises(UsageError, match="multiple of the model's 16 px patch size"):
         load_config("tiny", {"model": "terrafm-tiny", "global_crop_size": 40})
 
+
+
+def test_view_rules_reach_the_dataset(pretrain_cube, fast_overrides):
+    from xterrafm.pretrain import build_dataset
+
+    cfg = load_config("tiny", {**fast_overrides, "modality_subsets": "single",
+                               "crop_ratio": "1,1"})
+    ds = build_dataset(cfg, [pretrain_cube])
+    assert ds.views.ratio == (1.0, 1.0) and ds.views.modality_subsets == "single"
+    batch = next(iter(ds))
+    assert (batch["global_keep"].sum(dim=1) == 1).all()
+    assert (batch["local_keep"].sum(dim=1) == 1).all()
+    # the shipped rule draws subsets with both modalities too (one epoch: 32 global views,
+    # each keeps both with probability 1/3)
+    shipped = build_dataset(load_config("tiny", fast_overrides), [pretrain_cube])
+    kept = torch.cat([b["global_keep"] for b in shipped])
+    assert kept.shape[0] == 32 and (kept.sum(dim=1) == 2).any()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from xterrafm._lazy import lazy_exports
 
 _EXPORTS = {
+    "MODALITY_SUBSET_RULES": "subsets",
     "MultiCropConfig": "views",
     "ShardPlan": "sharding",
     "TileDataset": "dataset",

@@ -2,7 +2,8 @@
 
 Each view is a random resized crop of the tile (the same geometry for every modality of the
 tile, since they are co-registered), randomly flipped and rotated by a multiple of 90°, that
-keeps a random non-empty subset of the modalities present in the tile.
+keeps a random non-empty subset of the modalities present in the tile (by default; see
+:data:`xterrafm.data.subsets.MODALITY_SUBSET_RULES` for the other rules).
 
 Optionally (:class:`MultiCropConfig` ``brightness``, ``contrast``, ``band_jitter``, ``noise``;
 all 0 by default) a view's kept modalities are also jittered radiometrically, in normalised
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 from xterrafm._imports import import_gate
 from xterrafm.bands import get_modality
+from xterrafm.data.subsets import MODALITY_SUBSET_RULES
 
 with import_gate():
     import numpy as np
@@ -67,6 +69,9 @@ class MultiCropConfig:
     grayscale_p : float
         Probability that a view's modality has every band replaced by the per-pixel mean over
         its bands (0: off; DINO's random grayscale uses 0.2).
+    modality_subsets : str
+        Which modalities each view keeps, one of
+        :data:`xterrafm.data.subsets.MODALITY_SUBSET_RULES` ("uniform").
     """
 
     global_size: int = 224
@@ -84,6 +89,7 @@ class MultiCropConfig:
     noise: float = 0.0
     radiometric_p: float = 0.8
     grayscale_p: float = 0.0
+    modality_subsets: str = "uniform"
 
     @property
     def radiometric(self) -> bool:
@@ -107,6 +113,12 @@ class MultiCropConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.contrast >= 1:
             raise ValueError(f"contrast must be < 1 (gains stay positive), got {self.contrast}")
+        lo, hi = self.ratio
+        if not 0 < lo <= hi:
+            raise ValueError(f"ratio must satisfy 0 < lo <= hi, got {(lo, hi)}")
+        if self.modality_subsets not in MODALITY_SUBSET_RULES:
+            raise ValueError(f"modality_subsets must be one of {list(MODALITY_SUBSET_RULES)}, "
+                             f"got {self.modality_subsets!r}")
 
 
 def random_resized_box(
@@ -136,12 +148,16 @@ def random_resized_box(
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def choose_modalities(rng: np.random.Generator, present: Sequence[bool]) -> np.ndarray:
-    """A random non-empty subset of the present modalities, uniform over subsets.
+def choose_modalities(rng: np.random.Generator, present: Sequence[bool],
+                      rule: str = "uniform") -> np.ndarray:
+    """The modalities one view keeps: by default a random non-empty subset of the present ones.
 
     Parameters
     ----------
     present : sequence of bool, length M
+    rule : str
+        ``"uniform"`` (uniform over the non-empty subsets), ``"all"`` or ``"single"`` (one
+        present modality, uniformly); see :data:`MODALITY_SUBSET_RULES`.
 
     Returns
     -------
@@ -150,8 +166,17 @@ def choose_modalities(rng: np.random.Generator, present: Sequence[bool]) -> np.n
     idx = np.flatnonzero(np.asarray(present, dtype=bool))
     if idx.size == 0:
         raise ValueError("a view needs at least one present modality")
-    mask = int(rng.integers(1, 2 ** idx.size))
     keep = np.zeros(len(present), dtype=bool)
+    if rule == "all":
+        keep[idx] = True
+        return keep
+    if rule == "single":
+        keep[idx[int(rng.integers(0, idx.size))]] = True
+        return keep
+    if rule != "uniform":
+        raise ValueError(f"unknown modality subset rule {rule!r}; expected 'uniform', 'all' "
+                         "or 'single'")
+    mask = int(rng.integers(1, 2 ** idx.size))
     for bit, i in enumerate(idx):
         keep[i] = bool(mask >> bit & 1)
     return keep
@@ -247,6 +272,9 @@ def make_views(
     groups = [("global", config.n_global, config.global_size, config.global_scale)]
     if config.n_local:
         groups.append(("local", config.n_local, config.local_size, config.local_scale))
+    rule_of = {"global": config.modality_subsets, "local": config.modality_subsets}
+    if config.modality_subsets == "global_all":
+        rule_of = {"global": "all", "local": "uniform"}
     for name, n, size, scale in groups:
         stacks = {
             m: torch.zeros(n, get_modality(m).n_bands, size, size) for m in modalities
@@ -257,7 +285,7 @@ def make_views(
             flip_h = bool(config.flip and rng.random() < 0.5)
             flip_v = bool(config.flip and rng.random() < 0.5)
             k = int(rng.integers(0, 4)) if config.rotate else 0
-            keep[v] = choose_modalities(rng, present)
+            keep[v] = choose_modalities(rng, present, rule_of[name])
             for i, m in enumerate(modalities):
                 if keep[v, i]:
                     view = _crop(tile[m], box, size, flip_h, flip_v, k)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from xterrafm._imports import import_gate
+from xterrafm.data.subsets import MODALITY_SUBSET_RULES
 from xterrafm.errors import UsageError
 from xterrafm.models.config import CONFIGS, get_config
 
@@ -48,6 +49,8 @@ class PretrainConfig:
     n_local_crops: int = 6
     global_crop_scale: list[float] = field(default_factory=lambda: [0.4, 1.0])
     local_crop_scale: list[float] = field(default_factory=lambda: [0.05, 0.4])
+    crop_ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
+    modality_subsets: str = "uniform"
     min_valid_fraction: float = 0.5
     # radiometric jitter of the views (normalised units; 0 = off, see xterrafm.data.views)
     brightness: float = 0.0
@@ -280,6 +283,11 @@ def check_config_values(config: PretrainConfig) -> None:
         scale = getattr(c, key)
         if len(scale) != 2 or not 0.0 < scale[0] <= scale[1] <= 1.0:
             _fail(key, scale, "must be [low, high] with 0 < low <= high <= 1")
+    if len(c.crop_ratio) != 2 or not 0.0 < c.crop_ratio[0] <= c.crop_ratio[1]:
+        _fail("crop_ratio", c.crop_ratio, "must be [low, high] with 0 < low <= high")
+    if c.modality_subsets not in MODALITY_SUBSET_RULES:
+        _fail("modality_subsets", c.modality_subsets,
+              f"must be one of {list(MODALITY_SUBSET_RULES)}")
     if c.ibot_weight < 0:
         _fail("ibot_weight", c.ibot_weight, "must be >= 0 (0 = no masked-token objective)")
     if not 0.0 <= c.mask_probability <= 1.0:

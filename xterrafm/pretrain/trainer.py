@@ -143,6 +143,7 @@ def build_dataset(config: PretrainConfig, data: Sequence[object], rank: int | No
         local_scale=tuple(config.local_crop_scale), brightness=config.brightness,
         contrast=config.contrast, band_jitter=config.band_jitter, noise=config.noise,
         radiometric_p=config.radiometric_p, grayscale_p=config.grayscale_p,
+        ratio=tuple(config.crop_ratio), modality_subsets=config.modality_subsets,
     )
     return TileDataset(
         list(data), tile_size=config.tile_size, min_valid_fraction=config.min_valid_fraction,
