@@ -1,4 +1,4 @@
-"""Collapse diagnostics of learned embeddings (the teacher entropies are logged by the loss)."""
+"""Collapse diagnostics: teacher entropies (logged by the losses) and the embeddings' effective rank."""
 
 from __future__ import annotations
 
@@ -8,7 +8,27 @@ from xterrafm.errors import UsageError
 with import_gate():
     import torch
 
-__all__ = ["embedding_effective_rank"]
+__all__ = ["embedding_effective_rank", "teacher_entropies"]
+
+
+def teacher_entropies(probs: torch.Tensor) -> tuple[float, float]:
+    """Mean per-row entropy and entropy of the mean row of teacher distributions, in nats.
+
+    Parameters
+    ----------
+    probs : Tensor (N, K)
+        Rows are probability distributions over the K prototypes.
+
+    Returns
+    -------
+    (float, float)
+        ``ln K`` for the first means collapse to uniform; the second near 0 while the first is
+        too means every row picks the same prototype (collapse onto one prototype).
+    """
+    def entropy(p: torch.Tensor) -> torch.Tensor:
+        return -(p * p.clamp_min(1e-30).log()).sum(-1)
+
+    return float(entropy(probs).mean()), float(entropy(probs.mean(0)))
 
 
 def embedding_effective_rank(embeddings: torch.Tensor) -> float:

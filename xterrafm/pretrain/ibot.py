@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from xterrafm._imports import import_gate
+from xterrafm.pretrain.diagnostics import teacher_entropies
 
 with import_gate():
     import torch
@@ -149,11 +150,7 @@ class MaskedPatchLoss(nn.Module):
         t = teacher_logits.detach().float()
         probs = F.softmax((t - self.center) / teacher_temp, dim=-1)
         if n_masked:
-            self.last_teacher_entropy = float(
-                -(probs * probs.clamp_min(1e-30).log()).sum(-1).mean())
-            marginal = probs.mean(0)  # near 0 with a sharp per-token entropy: one prototype
-            self.last_teacher_marginal_entropy = float(
-                -(marginal * marginal.clamp_min(1e-30).log()).sum())
+            self.last_teacher_entropy, self.last_teacher_marginal_entropy = teacher_entropies(probs)
         log_s = F.log_softmax(student_logits.float() / self.student_temp, dim=-1)
         per_row = masks.sum(dim=1)
         token_weight = (1.0 / per_row.clamp_min(1).float())[:, None].expand_as(masks)[masks]

@@ -27,6 +27,7 @@ with import_gate():
     import torch.nn.functional as F
     from torch import nn
 
+from xterrafm.pretrain.diagnostics import teacher_entropies
 from xterrafm.pretrain.sinkhorn import sinkhorn_knopp
 
 __all__ = ["DualCenteringDINOLoss", "inverse_frequency_weights"]
@@ -181,14 +182,8 @@ class DualCenteringDINOLoss(nn.Module):
             raise ValueError("student_logits rows must be a multiple of the batch size")
         n_views = student_logits.shape[0] // b
         probs = self.teacher_probabilities(teacher_logits.detach(), teacher_temp, sample_weights)
-        # mean entropy of the teacher distributions (nats): ln K means collapse to uniform,
-        # 0 collapse to one prototype; logged to watch for either.
-        self.last_teacher_entropy = float(-(probs * probs.clamp_min(1e-30).log()).sum(-1).mean())
-        # entropy of the batch-mean teacher distribution: near 0 while the per-sample entropy
-        # is also near 0 means every sample picks the same prototype (collapse, loss -> 0)
-        marginal = probs.mean(0)
-        self.last_teacher_marginal_entropy = float(
-            -(marginal * marginal.clamp_min(1e-30).log()).sum())
+        # logged to watch for collapse to uniform (ln K) or onto one prototype (both near 0)
+        self.last_teacher_entropy, self.last_teacher_marginal_entropy = teacher_entropies(probs)
         t = probs.chunk(g)
         s = F.log_softmax(student_logits.float() / self.student_temp, dim=-1).chunk(n_views)
         total = student_logits.new_zeros((), dtype=torch.float32)
