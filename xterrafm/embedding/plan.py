@@ -17,6 +17,7 @@ import os
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ with import_gate():
     from odc.geo.geobox import GeoBox
 
 __all__ = ["FILL_NOTE", "RANDOM_WEIGHTS_NOTE", "EmbedPlan", "check_weights_path", "describe_model",
-           "make_plan", "resolve_job_precision", "weights_stamp"]
+           "make_plan", "resolve_job_precision", "weights_stamp", "worker_precision_reports"]
 
 #: How inputs are filled and masked, recorded with every output.
 FILL_NOTE = ("invalid pixels (NaN in any band after normalisation, or outside the scene) are "
@@ -113,8 +114,32 @@ def _model_workers(client: Any, resources: Mapping | None) -> list[str]:
                                     for k, v in resources.items())]
 
 
+def worker_precision_reports(device: str, client: Any,
+                             resources: Mapping | None = None) -> dict[str, dict] | None:
+    """Each model worker's :func:`~xterrafm.embedding.runtime.precision_report`.
+
+    Parameters
+    ----------
+    device : str
+        The device setting.
+    client : distributed.Client
+    resources : mapping, optional
+        Resource request of the model tasks: only workers that have it are asked.
+
+    Returns
+    -------
+    dict or None
+        ``{worker address: report}``; None when no worker can run model tasks (yet).
+    """
+    addrs = _model_workers(client, resources)
+    if not addrs:
+        return None
+    return client.run(precision_report, device, workers=addrs)
+
+
 def resolve_job_precision(precision: str, device: str, client: Any = None,
-                          resources: Mapping | None = None) -> tuple[str, str]:
+                          resources: Mapping | None = None, *,
+                          reports: Mapping[str, dict] | None = None) -> tuple[str, str]:
     """The one precision every model task of a job runs at, and why.
 
     Parameters
@@ -129,6 +154,9 @@ def resolve_job_precision(precision: str, device: str, client: Any = None,
         process (where local schedulers run the tasks).
     resources : mapping, optional
         Resource request of the model tasks.
+    reports : mapping, optional
+        The workers' reports, already asked for (:func:`worker_precision_reports`, which
+        :func:`make_plan` runs while it hashes the weights); by default they are asked here.
 
     Returns
     -------
@@ -151,10 +179,10 @@ def resolve_job_precision(precision: str, device: str, client: Any = None,
     if client is None:
         rep = precision_report(device)
         return rep["precision"], f"auto in this process: {rep['reason']}"
-    addrs = _model_workers(client, resources)
-    if not addrs:
+    if reports is None:
+        reports = worker_precision_reports(device, client, resources)
+    if not reports:
         return "fp32", "auto with no worker to ask: fp32"
-    reports = client.run(precision_report, device, workers=addrs)
     chosen = sorted({r["precision"] for r in reports.values()})
     if len(chosen) == 1:
         reasons = "; ".join(sorted({r["reason"] for r in reports.values()}))
@@ -373,11 +401,21 @@ def make_plan(settings: EmbedSettings, *, modality: str, geobox: GeoBox,
         x_ax = AxisWindows(int(nx), settings.tile, settings.step, settings.level, patch)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    sha, source, dim = describe_model(settings.model, weights, settings.seed, stamp)
     resources = gpu_resources(settings.resources, client)
+    model_resources = resources if isinstance(resources, Mapping) else None
+    reports = None
+    if client is not None and canonical_precision(settings.precision) == "auto":
+        # the workers answer (on a fresh cluster: after importing torch, about a second)
+        # while this process hashes the weights
+        with ThreadPoolExecutor(1, thread_name_prefix="xterrafm-precision") as pool:
+            asked = pool.submit(worker_precision_reports, settings.device, client,
+                                model_resources)
+            sha, source, dim = describe_model(settings.model, weights, settings.seed, stamp)
+            reports = asked.result()
+    else:
+        sha, source, dim = describe_model(settings.model, weights, settings.seed, stamp)
     precision, precision_reason = resolve_job_precision(
-        settings.precision, settings.device, client,
-        resources if isinstance(resources, Mapping) else None)
+        settings.precision, settings.device, client, model_resources, reports=reports)
     spec = ModelSpec(model=settings.model, weights=weights, weights_sha256=sha,
                      modality=modality, normalize=settings.normalize, seed=settings.seed,
                      device=settings.device, precision=precision,
