@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 from xterrafm._imports import import_gate
 from xterrafm.bands import ModalitySpec, get_modality
 from xterrafm.errors import BandNotFoundError, InputError, UsageError
+from xterrafm.io.band_stack import stack_calibrated
 from xterrafm.io.retry import RetryingRioDriver, RetryPolicy, coerce_retry
 from xterrafm.io.stac_calibration import (
     BASELINE_04_START,
@@ -300,19 +301,13 @@ def load_stac(
     scale, offset, nodata, sources = calibration_arrays(
         canon, cals, bands, ds["time"].values, groupby)
     db = _db_bands(canon, cals, bands)
-    cube = ds[bands].to_dataarray("band").transpose("time", "band", "y", "x")
-    nd = xr.DataArray(nodata.astype("float32"), dims="band")
-    cube = cube.where(cube != nd)  # NaN != x is True: NaN nodata needs no masking
-    s = xr.DataArray(scale.astype("float32"), dims=("time", "band"))
-    o = xr.DataArray(offset.astype("float32"), dims=("time", "band"))
-    cube = (cube * s + o).astype("float32")
-    if db.any():  # decibels -> linear power
-        cube = xr.where(xr.DataArray(db, dims="band"), 10.0 ** (cube / 10.0), cube,
-                        keep_attrs=True).astype("float32").transpose("time", "band", "y", "x")
-    if mask_clouds:
-        scl = ds["SCL"]
-        cube = cube.where(~scl.isin(list(scl_mask_classes)))
-    cube = cube.chunk({"band": -1})
+    # one task per block: each band written once, calibrated, into the block's (T, B, y, x)
+    data = stack_calibrated(
+        [ds[b].transpose("time", "y", "x").data for b in bands], scale=scale, offset=offset,
+        nodata=nodata, db=db, scl=ds["SCL"].transpose("time", "y", "x").data if mask_clouds
+        else None, mask_classes=tuple(scl_mask_classes) if mask_clouds else ())
+    first = ds[bands[0]].transpose("time", "y", "x")
+    cube = xr.DataArray(data, dims=("time", "band", "y", "x"), coords=first.coords)
     cube = cube.assign_coords(band=("band", bands),
                               time=("time", ds["time"].values.astype("datetime64[ns]")))
     cube.name = spec.name
