@@ -58,6 +58,32 @@ def test_each_worker_preloads_once_and_trusts_the_unchanged_file(cube, tiny_weig
     assert all(s.get("allocator_tuned", 0) == 1 for s in stats if s.get("blocks"))
 
 
+def _has_worker_setup(dask_worker) -> bool:
+    from xterrafm.embedding.workers import WorkerSetup
+
+    return WorkerSetup.name in dask_worker.plugins
+
+
+def test_planning_on_a_client_sets_the_workers_up(cube, tiny_weights, client):
+    """Making the plan (a lazy embed, nothing computed) registers the worker setup and loads
+    the read kernels on every worker, while this process hashes the weights."""
+    assert not any(client.run(_has_worker_setup).values())
+    emb = cube.terrafm.embed(model="terrafm-tiny", weights=tiny_weights, tile=64,
+                             client=client)
+    assert all(client.run(_has_worker_setup).values())
+    deadline = time.monotonic() + 60
+    while True:
+        warmed = [s.get("reader_warmups", 0) for s in client.run(runtime.stats).values()]
+        if all(warmed) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert warmed == [1, 1]
+    # nothing of the graph ran: no model was built and no block embedded
+    stats = client.run(runtime.stats).values()
+    assert all(s.get("models_built", 0) == 0 and s.get("blocks", 0) == 0 for s in stats)
+    assert emb.chunks is not None  # still lazy
+
+
 def test_changed_file_is_hashed_and_refused(cube, tiny_weights, tmp_path, client):
     """A file whose stamp differs from the client's is hashed; other tensors fail loudly."""
     path = tmp_path / "w.safetensors"

@@ -26,7 +26,7 @@ from xterrafm._imports import import_gate
 from xterrafm._version import __version__
 from xterrafm.bands import get_modality
 from xterrafm.embedding.runtime import precision_report
-from xterrafm.embedding.scheduling import gpu_resources
+from xterrafm.embedding.scheduling import gpu_resources, start_reader_warmup
 from xterrafm.embedding.settings import EmbedSettings
 from xterrafm.embedding.spec import ModelSpec
 from xterrafm.embedding.windows import AxisWindows, output_geobox
@@ -135,6 +135,20 @@ def worker_precision_reports(device: str, client: Any,
     if not addrs:
         return None
     return client.run(precision_report, device, workers=addrs)
+
+
+def _prepare_workers(client: Any, device: str, resources: Mapping | None,
+                     ask_precision: bool) -> dict[str, dict] | None:
+    """Register :class:`~xterrafm.embedding.workers.WorkerSetup` on ``client`` (the workers
+    import the job's modules), start loading the read kernels on them
+    (:func:`~xterrafm.embedding.scheduling.start_reader_warmup`), then, when
+    ``ask_precision``, return the model workers' precision reports
+    (:func:`worker_precision_reports`; None otherwise)."""
+    from xterrafm.embedding.workers import install_worker_setup  # with a client: distributed
+
+    install_worker_setup(client)
+    start_reader_warmup(client)
+    return worker_precision_reports(device, client, resources) if ask_precision else None
 
 
 def resolve_job_precision(precision: str, device: str, client: Any = None,
@@ -404,12 +418,13 @@ def make_plan(settings: EmbedSettings, *, modality: str, geobox: GeoBox,
     resources = gpu_resources(settings.resources, client)
     model_resources = resources if isinstance(resources, Mapping) else None
     reports = None
-    if client is not None and canonical_precision(settings.precision) == "auto":
-        # the workers answer (on a fresh cluster: after importing torch, about a second)
-        # while this process hashes the weights
-        with ThreadPoolExecutor(1, thread_name_prefix="xterrafm-precision") as pool:
-            asked = pool.submit(worker_precision_reports, settings.device, client,
-                                model_resources)
+    if client is not None:
+        # the workers import the job's modules and answer for their precision (on a fresh
+        # cluster: after importing torch, about a second) while this process hashes the weights
+        ask = canonical_precision(settings.precision) == "auto"
+        with ThreadPoolExecutor(1, thread_name_prefix="xterrafm-workers") as pool:
+            asked = pool.submit(_prepare_workers, client, settings.device, model_resources,
+                                ask)
             sha, source, dim = describe_model(settings.model, weights, settings.seed, stamp)
             reports = asked.result()
     else:

@@ -281,9 +281,9 @@ def preload(spec: ModelSpec) -> int:
 def warm_readers() -> int:
     """Load the numba kernels of the coarse-band reads (:func:`xterrafm.io.upsample.warm_up`).
 
-    Submitted once per worker beside :func:`preload`, as a task of its own: on a worker with
-    two threads or more it runs while the model builds, instead of lengthening the build that
-    the first forward pass waits for.
+    Submitted once per worker while a job is planned
+    (:func:`xterrafm.embedding.scheduling.start_reader_warmup`), as a task of its own: it runs
+    while the client hashes the weights, before the model build and the first reads.
 
     Returns
     -------

@@ -30,6 +30,7 @@ __all__ = [
     "optimize_keeping_annotations",
     "settle_preload",
     "start_preload",
+    "start_reader_warmup",
 ]
 
 
@@ -190,10 +191,10 @@ def start_preload(spec: Any, client: Any = None, resources: Mapping | None = Non
         The spec of the graph's model tasks.
     client : distributed.Client, optional
         With a client: per worker, pinned to it, one task that builds the model (only on
-        workers with ``resources`` when given) and one that loads the read kernels
-        (:func:`~xterrafm.embedding.runtime.warm_readers`, on a thread of its own); they are
-        submitted before the job's graph and therefore run first. Without: a background
-        thread of this process builds the model (local schedulers run tasks here).
+        workers with ``resources`` when given), submitted before the job's graph and
+        therefore run first (the read kernels are loaded earlier still, while the plan is
+        made: :func:`start_reader_warmup`). Without: a background thread of this process
+        builds the model (local schedulers run tasks here).
     resources : mapping, optional
         Resource request of the model tasks (e.g. ``{"GPU": 1}``).
 
@@ -226,10 +227,27 @@ def start_preload(spec: Any, client: Any = None, resources: Mapping | None = Non
                                          priority=1_000_001, allow_other_workers=False,
                                          pure=False,
                                          resources=dict(resources) if resources else None))
-        # the read kernels (reads run anywhere), on another thread while the model builds
-        futures.append(client.submit(runtime.warm_readers, workers=[addr], priority=1_000_000,
-                                     allow_other_workers=False, pure=False))
     return futures
+
+
+def start_reader_warmup(client: Any) -> None:
+    """Load the read kernels on every worker of ``client`` now; do not wait.
+
+    One task per worker, pinned to it (:func:`~xterrafm.embedding.runtime.warm_readers`),
+    submitted while the client still hashes the weights, so that a fresh worker has them
+    loaded (about 0.4 s) before the model build and the first reads. The tasks are not
+    cancelled when the job ends or never starts; a worker that already has the kernels ends
+    its task at once.
+    """
+    with import_gate():
+        from distributed import fire_and_forget
+
+    from xterrafm.embedding import runtime
+
+    for addr in client.scheduler_info(n_workers=-1).get("workers", {}):
+        fire_and_forget(client.submit(runtime.warm_readers, workers=[addr],
+                                      priority=1_000_002, allow_other_workers=False,
+                                      pure=False))
 
 
 def settle_preload(futures: Sequence[Any], timeout: float = 60.0) -> None:

@@ -295,8 +295,8 @@ def warm_up() -> None:
     """Compile (or load from numba's cache) the bilinear kernel for Sentinel-2's uint16 DN.
 
     The first numba call of a process costs a few tenths of a second; embedding jobs call this
-    while the model loads (:func:`xterrafm.embedding.runtime.preload`), so that the first
-    block's reads do not pay it.
+    on every worker while they are planned (:func:`xterrafm.embedding.runtime.warm_readers`),
+    so that the first block's reads do not pay it.
     """
     ys = xs = np.array([0.75, 1.25])
     resample_axis_aligned(np.ones((2, 2), dtype="uint16"), ys, xs, "bilinear",

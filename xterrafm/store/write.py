@@ -32,7 +32,7 @@ from xterrafm.embedding.api import embed_and_plan
 from xterrafm.embedding.plan import EmbedPlan
 from xterrafm.embedding.scheduling import get_client, settle_preload, start_preload
 from xterrafm.embedding.settings import EmbedSettings, settings_docstring, settings_parameters
-from xterrafm.embedding.workers import DEFAULT_NO_WORKER_TIMEOUT_S, install_worker_setup
+from xterrafm.embedding.workers import DEFAULT_NO_WORKER_TIMEOUT_S
 from xterrafm.errors import StoreError
 from xterrafm.store.conventions import input_sources
 from xterrafm.store.counts import EmbedSummary, StoreCounts, Tally
@@ -336,15 +336,14 @@ def write_plan(emb: xr.DataArray, plan: EmbedPlan, store: str, *, summary: Embed
     """Write the embeddings ``emb`` of ``plan`` into ``store`` (template, then missing blocks),
     then the store's STAC Item.
 
-    ``summary`` is updated in place as blocks finish, so that a caller catching a failure
-    still holds what was found, repaired and written. Arguments as for :func:`embed_to_zarr`;
-    ``stop_check`` as for :func:`write_blocks`.
+    ``plan`` must have been made with ``client`` (:func:`~xterrafm.embedding.plan.make_plan`
+    sets the workers up). ``summary`` is updated in place as blocks finish, so that a caller
+    catching a failure still holds what was found, repaired and written. Arguments as for
+    :func:`embed_to_zarr`; ``stop_check`` as for :func:`write_blocks`.
     """
     encoding = StoreEncoding(dtype)
     emb = _regular(emb)
     store = str(store)
-    if client is not None:
-        install_worker_setup(client)
     # workers start building the model now, while the template is written and blocks are read
     preloading = start_preload(plan.spec, client, plan.resources) if client is not None else []
     usage = RunUsage.start(client)
